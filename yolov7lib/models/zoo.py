@@ -1,0 +1,272 @@
+"""The YOLOv7 model zoo: one table of variants and one builder (paper §5.1, Table 2).
+
+Every network is ``stem -> backbone stages (transition + ELAN/E-ELAN) -> SPP -> PAN neck (top-down,
+then bottom-up) -> prediction convs -> head``. A :class:`Variant` row gives the widths and depths;
+:func:`build_model` turns a row into a :class:`~yolov7lib.models.graph.YOLOv7` whose layer order
+(and hence state_dict keys) equals the official network's.
+
+Forms: ``training`` has the YOLOR implicit head (``IDetect``) and, for the P6 models, the four
+auxiliary prediction convs and ``IAuxDetect``; ``deploy`` has the plain ``Detect`` head only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
+from .elan import ELAN, EELAN, Block, build_block
+from .graph import GraphBuilder, YOLOv7
+from .heads import Detect, IAuxDetect, IDetect
+from .repconv import RepConv
+from .transitions import Transition, TransitionKind
+
+Form = Literal["training", "deploy"]
+FORMS: tuple[Form, ...] = ("training", "deploy")
+
+ANCHORS_P5 = ((12, 16, 19, 36, 40, 28), (36, 75, 76, 55, 72, 146), (142, 110, 192, 243, 459, 401))
+ANCHORS_TINY = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
+ANCHORS_P6 = (
+    (19, 27, 44, 40, 38, 94),
+    (96, 68, 86, 152, 180, 137),
+    (140, 301, 303, 264, 238, 542),
+    (436, 615, 739, 380, 925, 792),
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A backbone stage: an optional stride-2 transition, then an ELAN (or E-ELAN)."""
+
+    block: Block
+    down: Transition | None = None
+
+
+@dataclass(frozen=True)
+class Level:
+    """A neck level: ``reduce`` is the 1x1 width before upsampling (top-down) or the transition
+    (bottom-up), then the level's ELAN."""
+
+    block: Block
+    reduce: int = 0
+    down: Transition | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the zoo. Stems are (channels, kernel, stride) convs after an optional ReOrg."""
+
+    name: str
+    stem: tuple[tuple[int, int, int], ...]
+    stages: tuple[Stage, ...]
+    spp: int  # SPP output channels
+    top_down: tuple[Level, ...]  # coarse to fine
+    bottom_up: tuple[Level, ...]  # fine to coarse
+    pred: tuple[int, ...]  # lead prediction conv widths, P3 first
+    anchors: tuple[tuple[int, ...], ...]
+    act: str = "silu"
+    reorg: bool = False
+    tiny_spp: bool = False
+    repconv: bool = False  # RepConv prediction convs (YOLOv7)
+    aux: tuple[int, ...] = ()  # auxiliary-head conv widths (P6 training form), P3 first
+    img_size: int = 640
+    paper_params: float | None = None  # millions, paper Table 2
+    paper_gflops: float | None = None
+    notes: str = ""
+
+    @property
+    def p6(self) -> bool:
+        return len(self.anchors) == 4
+
+
+def _e(width: int, depth: int, out: int, mid: int | None = None, step: int = 2) -> ELAN:
+    return ELAN(width, depth, out, mid, step)
+
+
+def _h(width: int, depth: int, out: int) -> ELAN:
+    """Head ELAN: chain at half width, every conv concatenated."""
+    return ELAN(width, depth, out, width // 2, 1)
+
+
+def _t(width: int, out: int) -> ELAN:
+    """Tiny ELAN: two 3x3 convs, every output concatenated."""
+    return ELAN(width, 2, out, None, 1)
+
+
+def _p6(name: str, stem: int, widths: tuple[int, ...], depth: int, down: TransitionKind,
+        pred: tuple[int, ...], aux: tuple[int, ...], *, e_elan: bool = False, **kw) -> Variant:
+    """W6 / E6 / D6 / E6E share one shape: 5 stages, 3 top-down and 3 bottom-up levels.
+
+    ``widths`` are the five stage outputs; the neck level widths are ``pred / 2``; the ELAN stems
+    are 64, 128, 256, 384, 512 (backbone) and 128, 256, 384, 512 (neck) in every P6 model.
+    """
+    wrap = EELAN if e_elan else (lambda b: b)
+    stems = (64, 128, 256, 384, 512)
+    neck = tuple(c // 2 for c in pred)  # P3..P6
+    stages = tuple(Stage(wrap(_e(s, depth, w)), Transition(down, w)) for s, w in zip(stems, widths))
+    top_down = tuple(
+        Level(wrap(_h(stems[k], depth, neck[k - 1])), reduce=neck[k - 1]) for k in (3, 2, 1)
+    )
+    bottom_up = tuple(
+        Level(wrap(_h(stems[k], depth, neck[k - 1])), down=Transition(down, neck[k - 1]))
+        for k in (2, 3, 4)
+    )
+    return Variant(name, ((stem, 3, 1),), stages, neck[3], top_down, bottom_up, pred, ANCHORS_P6,
+                   reorg=True, aux=aux, img_size=1280, **kw)
+
+
+_MP = Transition("mp")
+_AUX6 = (320, 640, 960, 1280)
+_D6 = (384, 768, 1152, 1536)
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "yolov7-tiny",
+            stem=((32, 3, 2), (64, 3, 2)),
+            stages=(Stage(_t(32, 64)), Stage(_t(64, 128), _MP), Stage(_t(128, 256), _MP),
+                    Stage(_t(256, 512), _MP)),
+            spp=256, tiny_spp=True,
+            top_down=(Level(_t(64, 128), reduce=128), Level(_t(32, 64), reduce=64)),
+            bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
+                       Level(_t(128, 256), down=Transition("conv", 256))),
+            pred=(128, 256, 512), anchors=ANCHORS_TINY, act="leaky",
+            paper_params=6.2, paper_gflops=13.8,
+            notes="LeakyReLU(0.1); Table 1 evaluates it at 416 and 320",
+        ),
+        Variant(
+            "yolov7-tiny-silu",
+            stem=((32, 3, 2), (64, 3, 2)),
+            stages=(Stage(_t(32, 64)), Stage(_t(64, 128), _MP), Stage(_t(128, 256), _MP),
+                    Stage(_t(256, 512), _MP)),
+            spp=256, tiny_spp=True,
+            top_down=(Level(_t(64, 128), reduce=128), Level(_t(32, 64), reduce=64)),
+            bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
+                       Level(_t(128, 256), down=Transition("conv", 256))),
+            pred=(128, 256, 512), anchors=ANCHORS_TINY,
+            paper_params=6.2, paper_gflops=13.8,
+            notes="YOLOv7-tiny with SiLU (Table 2); officially released as a deploy cfg only",
+        ),
+        Variant(
+            "yolov7",
+            stem=((32, 3, 1), (64, 3, 2), (64, 3, 1), (128, 3, 2)),
+            stages=(Stage(_e(64, 4, 256)), Stage(_e(128, 4, 512), Transition("mpconv", 128)),
+                    Stage(_e(256, 4, 1024), Transition("mpconv", 256)),
+                    Stage(_e(256, 4, 1024), Transition("mpconv", 512))),
+            spp=512,
+            top_down=(Level(_h(256, 4, 256), reduce=256), Level(_h(128, 4, 128), reduce=128)),
+            bottom_up=(Level(_h(256, 4, 256), down=Transition("mpconv", 128)),
+                       Level(_h(512, 4, 512), down=Transition("mpconv", 256))),
+            pred=(256, 512, 1024), repconv=True, anchors=ANCHORS_P5,
+            paper_params=36.9, paper_gflops=104.7,
+        ),
+        Variant(
+            "yolov7x",
+            stem=((40, 3, 1), (80, 3, 2), (80, 3, 1), (160, 3, 2)),
+            stages=(Stage(_e(64, 6, 320)), Stage(_e(128, 6, 640), Transition("mpconv", 160)),
+                    Stage(_e(256, 6, 1280), Transition("mpconv", 320)),
+                    Stage(_e(256, 6, 1280), Transition("mpconv", 640))),
+            spp=640,
+            top_down=(Level(_e(256, 6, 320), reduce=320), Level(_e(128, 6, 160), reduce=160)),
+            bottom_up=(Level(_e(256, 6, 320), down=Transition("mpconv", 160)),
+                       Level(_e(512, 6, 640), down=Transition("mpconv", 320))),
+            pred=(320, 640, 1280), anchors=ANCHORS_P5,
+            paper_params=71.3, paper_gflops=189.9,
+            notes="compound-scaled YOLOv7 (§3.3): ELAN depth 4 -> 6, transition widths x1.25",
+        ),
+        _p6("yolov7-w6", 64, (128, 256, 512, 768, 1024), 4, "conv", (256, 512, 768, 1024), _AUX6,
+            paper_params=70.4, paper_gflops=360.0),
+        _p6("yolov7-e6", 80, (160, 320, 640, 960, 1280), 6, "downc", _AUX6, _AUX6,
+            paper_params=97.2, paper_gflops=515.2),
+        _p6("yolov7-d6", 96, (192, 384, 768, 1152, 1536), 8, "downc", _D6, _D6,
+            paper_params=154.7, paper_gflops=806.8,
+            notes="the paper's 154.7M counts the training model (aux head included)"),
+        _p6("yolov7-e6e", 80, (160, 320, 640, 960, 1280), 6, "downc", _AUX6, _AUX6,
+            e_elan=True, paper_params=151.7, paper_gflops=843.2,
+            notes="E-ELAN as two summed ELANs; partial aux head taps the second ELAN"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a checkpoint needs to rebuild a model: variant name, form and number of classes."""
+
+    name: str
+    form: Form = "training"
+    nc: int = 80
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tiny_spp(g: GraphBuilder, src: int, c: int) -> int:
+    """SPP-CSP of YOLOv7-tiny: two 1x1 branches; max-pools 5/9/13 on the second; two merges."""
+    a = g.conv(src, c, 1)
+    b = g.conv(src, c, 1)
+    pools = [g.add(SP(k), b, c) for k in (5, 9, 13)]
+    merged = g.conv(g.concat([*pools[::-1], b]), c, 1)
+    return g.conv(g.concat([merged, a]), c, 1)
+
+
+def build_model(name: str, form: Form = "training", nc: int = 80) -> YOLOv7:
+    """Build a YOLOv7 model by name (see :data:`VARIANTS`) in ``training`` or ``deploy`` form.
+
+    The returned module's state_dict keys and shapes equal the official model's for the same cfg.
+    """
+    if name not in VARIANTS:
+        raise KeyError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if not isinstance(nc, int) or nc < 1:
+        raise ValueError(f"nc must be a positive integer, got {nc!r}")
+    v = VARIANTS[name]
+    g = GraphBuilder(act=ACTIVATIONS[v.act])
+    x = g.add(ReOrg(), -1, 12, down=2) if v.reorg else -1
+    for c, k, s in v.stem:
+        x = g.conv(x, c, k, s)
+    stage_outs = []
+    for stage in v.stages:
+        if stage.down is not None:
+            x = stage.down.build(g, x)
+        x, _ = build_block(g, stage.block, x)
+        stage_outs.append(x)
+    if v.tiny_spp:
+        x = _tiny_spp(g, x, v.spp)
+    else:
+        x = g.add(SPPCSPC(g.ch(x), v.spp, act=g.act), x, v.spp)
+    # PAN neck: top-down with laterals from the backbone stages below the last one
+    levels, taps = [x], [x]
+    for level, lateral in zip(v.top_down, stage_outs[-2::-1]):
+        up = g.add(Upsample(), g.conv(x, level.reduce, 1), level.reduce, down=0.5)
+        x = g.concat([g.conv(lateral, level.reduce, 1), up])
+        x, tap = build_block(g, level.block, x)
+        levels.append(x)
+        taps.append(tap)
+    outs = [x]
+    for level, skip in zip(v.bottom_up, levels[-2::-1]):
+        x = level.down.build(g, x, skip)
+        x, _ = build_block(g, level.block, x)
+        outs.append(x)
+    # prediction convs (RepConv in YOLOv7), then the aux convs (training P6), then the head
+    pred = []
+    for src, c in zip(outs, v.pred):
+        if v.repconv:
+            pred.append(g.add(RepConv(g.ch(src), c, act=g.act), src, c))
+        else:
+            pred.append(g.conv(src, c, 3))
+    heads_in = list(pred)
+    head_cls: type[Detect] = Detect
+    if form == "training":
+        head_cls = IDetect
+        if v.p6 and v.aux:
+            heads_in += [g.conv(src, c, 3) for src, c in zip(taps[::-1], v.aux)]
+            head_cls = IAuxDetect
+    strides = [g.stride(i) for i in pred]
+    head = head_cls(nc, v.anchors, [g.ch(i) for i in heads_in], strides)
+    g.add(head, heads_in, 0)
+    return YOLOv7(g, ModelConfig(name, form, nc))
