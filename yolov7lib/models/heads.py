@@ -153,7 +153,8 @@ class IAuxDetect(IDetect):
     """Lead head (with implicit knowledge) plus the auxiliary head ``m2`` (plain 1x1 convs).
 
     Inputs are ``[lead P3..Pn, aux P3..Pn]``; train mode returns ``2·nl`` raw tensors in that
-    order; eval mode decodes the lead levels only, as the official head does.
+    order; eval mode decodes the lead levels only, as the official head does. After :meth:`fuse`
+    the aux convs are no longer evaluated (official ``fuseforward``).
     """
 
     def __init__(
@@ -175,6 +176,9 @@ class IAuxDetect(IDetect):
 
     def forward(self, xs: Sequence[torch.Tensor]):
         raw = self.lead(xs)
+        if self.fused:  # the official fused forward skips the aux convs
+            return raw if self.training else (self.decode(raw), raw)
+        aux = self.aux(xs)  # computed in eval too, as officially (and so counted in its GFLOPs)
         if self.training:
-            return raw + self.aux(xs)
+            return raw + aux
         return self.decode(raw), raw

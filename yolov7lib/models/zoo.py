@@ -11,7 +11,7 @@ auxiliary prediction convs and ``IAuxDetect``; ``deploy`` has the plain ``Detect
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
@@ -74,6 +74,7 @@ class Variant:
     img_size: int = 640
     paper_params: float | None = None  # millions, paper Table 2
     paper_gflops: float | None = None
+    official_forms: tuple[Form, ...] = FORMS  # forms the official repository ships a cfg for
     notes: str = ""
 
     @property
@@ -147,7 +148,7 @@ VARIANTS: dict[str, Variant] = {
             bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
                        Level(_t(128, 256), down=Transition("conv", 256))),
             pred=(128, 256, 512), anchors=ANCHORS_TINY,
-            paper_params=6.2, paper_gflops=13.8,
+            paper_params=6.2, paper_gflops=13.8, official_forms=("deploy",),
             notes="YOLOv7-tiny with SiLU (Table 2); officially released as a deploy cfg only",
         ),
         Variant(
@@ -193,15 +194,12 @@ VARIANTS: dict[str, Variant] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a checkpoint needs to rebuild a model: variant name, form and number of classes."""
+    """What a checkpoint needs to rebuild a model: variant name, form, number of classes (names)."""
 
     name: str
     form: Form = "training"
     nc: int = 80
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    names: tuple[str, ...] | None = None
 
 
 def _tiny_spp(g: GraphBuilder, src: int, c: int) -> int:
