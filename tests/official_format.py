@@ -65,7 +65,7 @@ def _convert(module: nn.Module, classes: dict[str, type]) -> nn.Module:
     else:
         cls = nn.Upsample
     new = cls.__new__(cls)
-    state = {k: v for k, v in module.__dict__.items() if k in KEEP or k.startswith("_") and "hook" in k}
+    state = {k: v for k, v in module.__dict__.items() if k in KEEP or (k.startswith("_") and "hook" in k)}
     state["_modules"] = {k: None if v is None else _convert(v, classes) for k, v in module._modules.items()}
     if isinstance(module, nn.Upsample):
         state.update(size=None, scale_factor=2.0, mode="nearest", align_corners=None,

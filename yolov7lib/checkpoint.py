@@ -89,8 +89,9 @@ def _safe_load(path: str | os.PathLike) -> object:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"(?:Unsupported global: GLOBAL |unrecognized function |got <class ')([\w.]+)",
-                          str(err))
+        found = re.search(
+            r"(?:GLOBAL |unrecognized function |got <class ')([\w.]+)", str(err), re.IGNORECASE
+        )
         name = found.group(1) if found else "an unsupported object"
         raise UnsafeCheckpointError(
             f"{path}: refused to load: its pickle names {name}, which is neither a tensor type nor an"
@@ -190,7 +191,7 @@ def identify(state_dict: Mapping[str, torch.Tensor], act: str | None = None) -> 
     nc = weight.shape[0] // anchors.shape[1] - 5
     layout = {k: tuple(v.shape) for k, v in state_dict.items()}
     matches = []
-    for name, variant in VARIANTS.items():
+    for name in VARIANTS:
         for form in FORMS:
             with torch.device("meta"):
                 model = build_model(name, form, nc)

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
-
 from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
-from .elan import ELAN, EELAN, Block, build_block
+from .elan import EELAN, ELAN, Block, build_block
 from .graph import GraphBuilder, YOLOv7
 from .heads import Detect, IAuxDetect, IDetect
 from .repconv import RepConv

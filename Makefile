@@ -1,0 +1,38 @@
+# Everything starts from a machine with Python 3.11: targets create .venv and install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test lint repro table clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.dev: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+$(VENV)/.pipeline: $(VENV)/.dev
+	$(PY) -m pip install -q -e ".[dev,pipeline]"
+	touch $@
+
+install: $(VENV)/.dev
+
+test: $(VENV)/.dev  ## lint, then run the test suite
+	$(VENV)/bin/ruff check yolov7lib tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check yolov7lib tests
+
+repro: $(VENV)/.pipeline  ## regenerate results/ with DVC (embedded default profile)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+
+table: $(VENV)/.dev
+	$(PY) -m yolov7lib.models --table
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
