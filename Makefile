@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint repro table clean
+.PHONY: install test lint repro table bench-install clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ repro: $(VENV)/.pipeline  ## regenerate results/ with DVC (embedded default prof
 
 table: $(VENV)/.dev
 	$(PY) -m yolov7lib.models --table
+
+bench-install: $(VENV)/.dev  ## the official implementation as a benchmark peer (no deps pulled in)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q --no-deps yolov7-package==0.0.13
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
