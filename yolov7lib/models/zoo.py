@@ -11,7 +11,7 @@ auxiliary prediction convs and ``IAuxDetect``; ``deploy`` has the plain ``Detect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
@@ -120,35 +120,26 @@ _MP = Transition("mp")
 _AUX6 = (320, 640, 960, 1280)
 _D6 = (384, 768, 1152, 1536)
 
+_TINY = Variant(
+    "yolov7-tiny",
+    stem=((32, 3, 2), (64, 3, 2)),
+    stages=(Stage(_t(32, 64)), Stage(_t(64, 128), _MP), Stage(_t(128, 256), _MP),
+            Stage(_t(256, 512), _MP)),
+    spp=256, tiny_spp=True,
+    top_down=(Level(_t(64, 128), reduce=128), Level(_t(32, 64), reduce=64)),
+    bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
+               Level(_t(128, 256), down=Transition("conv", 256))),
+    pred=(128, 256, 512), anchors=ANCHORS_TINY, act="leaky",
+    paper_params=6.2, paper_gflops=13.8,
+    notes="LeakyReLU(0.1); Table 1 evaluates it at 416 and 320",
+)
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant(
-            "yolov7-tiny",
-            stem=((32, 3, 2), (64, 3, 2)),
-            stages=(Stage(_t(32, 64)), Stage(_t(64, 128), _MP), Stage(_t(128, 256), _MP),
-                    Stage(_t(256, 512), _MP)),
-            spp=256, tiny_spp=True,
-            top_down=(Level(_t(64, 128), reduce=128), Level(_t(32, 64), reduce=64)),
-            bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
-                       Level(_t(128, 256), down=Transition("conv", 256))),
-            pred=(128, 256, 512), anchors=ANCHORS_TINY, act="leaky",
-            paper_params=6.2, paper_gflops=13.8,
-            notes="LeakyReLU(0.1); Table 1 evaluates it at 416 and 320",
-        ),
-        Variant(
-            "yolov7-tiny-silu",
-            stem=((32, 3, 2), (64, 3, 2)),
-            stages=(Stage(_t(32, 64)), Stage(_t(64, 128), _MP), Stage(_t(128, 256), _MP),
-                    Stage(_t(256, 512), _MP)),
-            spp=256, tiny_spp=True,
-            top_down=(Level(_t(64, 128), reduce=128), Level(_t(32, 64), reduce=64)),
-            bottom_up=(Level(_t(64, 128), down=Transition("conv", 128)),
-                       Level(_t(128, 256), down=Transition("conv", 256))),
-            pred=(128, 256, 512), anchors=ANCHORS_TINY,
-            paper_params=6.2, paper_gflops=13.8, official_forms=("deploy",),
-            notes="YOLOv7-tiny with SiLU (Table 2); officially released as a deploy cfg only",
-        ),
+        _TINY,
+        replace(_TINY, name="yolov7-tiny-silu", act="silu", official_forms=("deploy",),
+                notes="YOLOv7-tiny with SiLU (Table 2); officially released as a deploy cfg only"),
         Variant(
             "yolov7",
             stem=((32, 3, 1), (64, 3, 2), (64, 3, 1), (128, 3, 2)),
