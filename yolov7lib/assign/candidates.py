@@ -1,0 +1,81 @@
+"""Fine and coarse positive candidates (paper §4.2, Figure 5(e)).
+
+For each target and each anchor whose shape ratio to the target is below ``anchor_t`` (4.0), the
+cell holding the target centre is a candidate, plus neighbouring cells:
+
+* **fine** (lead head): the two neighbours closest to the centre, one horizontal and one vertical
+  (offset ``g = 0.5``): up to 3 cells per target and anchor;
+* **coarse** (auxiliary head): all four neighbours (``g = 1.0``): up to 5 cells.
+
+Neighbours are not taken across the image border (``x > 1`` on both sides). Candidates are listed in
+the official order (offset, then anchor, then target), which fixes tie-breaking downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+FINE = 0.5  # lead head: centre + 2 nearest neighbours
+COARSE = 1.0  # aux head: centre + 4 neighbours
+_OFFSETS = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
+
+
+@dataclass
+class Candidates:
+    """Candidate cells of one level: image, anchor, cell row/column, and the target they came from."""
+
+    b: torch.Tensor
+    a: torch.Tensor
+    gj: torch.Tensor
+    gi: torch.Tensor
+    target: torch.Tensor  # row index into the targets tensor
+
+    def __len__(self) -> int:
+        return self.b.shape[0]
+
+    def select(self, mask: torch.Tensor) -> Candidates:
+        return Candidates(self.b[mask], self.a[mask], self.gj[mask], self.gi[mask], self.target[mask])
+
+
+def find_candidates(
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    grid: tuple[int, int],
+    radius: float = FINE,
+    anchor_t: float = 4.0,
+) -> Candidates:
+    """Candidates of one level.
+
+    Args:
+        targets: ``(T, 6)`` rows ``(image, class, cx, cy, w, h)``, normalised to [0, 1].
+        anchors: ``(na, 2)`` anchor sizes in grid units of this level.
+        grid: ``(ny, nx)`` of this level.
+        radius: :data:`FINE` (0.5) or :data:`COARSE` (1.0).
+        anchor_t: largest allowed ratio between target and anchor sides.
+    """
+    ny, nx = grid
+    device = targets.device
+    size = torch.tensor([nx, ny], device=device, dtype=targets.dtype)
+    gxy = targets[:, 2:4] * size
+    gwh = targets[:, 4:6] * size
+    ratio = gwh[None] / anchors[:, None]  # (na, T, 2)
+    fits = torch.max(ratio, 1.0 / ratio).max(2).values < anchor_t
+    anchor_idx, target_idx = fits.nonzero(as_tuple=True)  # anchor-major, as officially
+    gxy = gxy[target_idx]
+    gxi = size - gxy
+    near = ((gxy % 1.0 < radius) & (gxy > 1.0)).T  # left, up
+    far = ((gxi % 1.0 < radius) & (gxi > 1.0)).T  # right, down
+    taken = torch.stack((torch.ones_like(near[0]), near[0], near[1], far[0], far[1]))
+    offset_idx, pair = taken.nonzero(as_tuple=True)  # offset-major
+    offsets = torch.tensor(_OFFSETS, device=device, dtype=targets.dtype)[offset_idx] * radius
+    gij = (gxy[pair] - offsets).long()
+    target = target_idx[pair]
+    return Candidates(
+        b=targets[target, 0].long(),
+        a=anchor_idx[pair],
+        gj=gij[:, 1].clamp(0, ny - 1),
+        gi=gij[:, 0].clamp(0, nx - 1),
+        target=target,
+    )

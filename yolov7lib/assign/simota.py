@@ -1,0 +1,142 @@
+"""SimOTA label assignment (YOLOX §2.3, as YOLOv7 uses it for the lead and auxiliary heads).
+
+Among the candidate cells of an image (:mod:`~yolov7lib.assign.candidates`, all levels together),
+every ground-truth box ``g`` takes its ``k_g`` cheapest candidates, where
+``k_g = max(1, int(sum of its top-q IoUs))`` (q = 10 for P5, 20 for P6) and the cost is
+``Σ_c BCE(logit(√(σ(cls_c)·σ(obj))), onehot_g) + 3·(−log(IoU + 1e-8))``. A candidate taken by
+several boxes goes to the box with the lowest cost among all boxes of its image.
+
+The whole batch is assigned at once: candidates are grouped per image into a padded
+``(images, candidates)`` index, and ground-truth rows are processed in chunks so that no tensor
+exceeds ``max_pairs`` (box, candidate) elements, whatever the number of targets per image. The class
+cost uses ``Σ_c BCE(x_c, onehot_c) = Σ_c softplus(x_c) − x_cls``, so it costs O(boxes · candidates)
+rather than O(boxes · candidates · classes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .candidates import Candidates, find_candidates
+
+
+def xywh_to_xyxy(box: torch.Tensor) -> torch.Tensor:
+    half = box[..., 2:4] / 2
+    return torch.cat((box[..., :2] - half, box[..., :2] + half), -1)
+
+
+def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of xyxy boxes ``a[..., 4]`` and ``b[..., 4]`` (broadcast), no epsilon."""
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    inter = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(0).prod(-1)
+    return inter / (area_a + area_b - inter)
+
+
+def _group(keys: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stable grouping of rows by ``keys``: a ``(groups, max_per_group)`` index padded with -1."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=groups)
+    width = int(counts.max()) if keys.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(keys.numel(), device=keys.device) - starts[keys[order]]
+    index = torch.full((groups, max(width, 1)), -1, dtype=torch.long, device=keys.device)
+    index[keys[order], pos] = order
+    return index, counts
+
+
+def simota(
+    preds: list[torch.Tensor],
+    targets: torch.Tensor,
+    anchors: list[torch.Tensor],
+    strides: list[float],
+    image_hw: tuple[int, int],
+    radius: float,
+    topq: int,
+    anchor_t: float = 4.0,
+    max_pairs: int = 1 << 22,
+) -> list[Candidates]:
+    """Assign ``targets`` to cells of ``preds`` (raw head outputs, one ``(bs, na, ny, nx, no)`` per
+    level); return the positive cells of each level, each with the row of its target.
+
+    Per level, positives are listed image by image in candidate order, as the official code lists
+    them (this fixes which of several targets sharing a cell sets its objectness target).
+    """
+    device, nl = targets.device, len(preds)
+    bs, nc = preds[0].shape[0], preds[0].shape[-1] - 5
+    found = [
+        find_candidates(targets, anchors[i], (p.shape[2], p.shape[3]), radius, anchor_t)
+        for i, p in enumerate(preds)
+    ]
+    level = torch.cat([torch.full((len(c),), i, device=device, dtype=torch.long) for i, c in enumerate(found)])
+    cand = Candidates(*(torch.cat([getattr(c, f) for c in found]) for f in ("b", "a", "gj", "gi", "target")))
+    empty = [Candidates(*(torch.zeros(0, dtype=torch.long, device=device),) * 5) for _ in range(nl)]
+    if len(cand) == 0:
+        return empty
+
+    # predicted boxes (pixels, xyxy) and class logits of every candidate
+    boxes, logits = [], []
+    for i, (p, c) in enumerate(zip(preds, found)):
+        row = p.detach()[c.b, c.a, c.gj, c.gi].float()
+        grid = torch.stack((c.gi, c.gj), 1)
+        xy = (row[:, :2].sigmoid() * 2.0 - 0.5 + grid) * strides[i]
+        wh = (row[:, 2:4].sigmoid() * 2.0) ** 2 * anchors[i][c.a].float() * strides[i]
+        boxes.append(xywh_to_xyxy(torch.cat((xy, wh), 1)))
+        y = (row[:, 5:].sigmoid() * row[:, 4:5].sigmoid()).sqrt()
+        logits.append(torch.log(y / (1 - y)))
+    boxes, logits = torch.cat(boxes), torch.cat(logits)
+    base_cost = F.softplus(logits).sum(1)  # Σ_c BCE(x_c, 0)
+
+    h, w = image_hw
+    gt_box = xywh_to_xyxy(targets[:, 2:6].float() * torch.tensor([w, h, w, h], device=device))
+    gt_img, gt_cls = targets[:, 0].long(), targets[:, 1].long()
+    cand_index, _ = _group(cand.b, bs)  # (bs, C) candidate rows per image, -1 = padding
+    gt_index, _ = _group(gt_img, bs)  # (bs, G) target rows per image
+
+    def pair_cost(rows: torch.Tensor, cands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(IoU, cost) of target rows (R,) against candidate indices (R, K); -1 = padding."""
+        valid = cands >= 0
+        c = cands.clamp(min=0)
+        iou = box_iou_pairs(gt_box[rows, None], boxes[c]).masked_fill(~valid, 0.0)
+        cls_cost = base_cost[c] - logits[c, gt_cls[rows, None].expand_as(c)]
+        cost = cls_cost + 3.0 * -torch.log(iou + 1e-8)
+        return iou, cost.masked_fill(~valid, float("inf"))
+
+    # every target takes its k cheapest candidates, in chunks of rows
+    width = cand_index.shape[1]
+    chunk = max(1, max_pairs // width)
+    picked_gt, picked_cand = [], []
+    for start in range(0, targets.shape[0], chunk):
+        rows = torch.arange(start, min(start + chunk, targets.shape[0]), device=device)
+        cands = cand_index[gt_img[rows]]
+        iou, cost = pair_cost(rows, cands)
+        q = min(topq, width)
+        k = iou.topk(q, dim=1).values.sum(1).int().clamp(min=1)
+        k = torch.minimum(k, (cands >= 0).sum(1))
+        cheapest = cost.topk(int(k.max()), dim=1, largest=False).indices
+        take = torch.arange(cheapest.shape[1], device=device) < k[:, None]
+        picked_gt.append(rows[:, None].expand_as(cheapest)[take])
+        picked_cand.append(cands.gather(1, cheapest)[take])
+    picked_gt, picked_cand = torch.cat(picked_gt), torch.cat(picked_cand)
+
+    # a candidate taken by several targets goes to the cheapest target of its image
+    times = torch.bincount(picked_cand, minlength=len(cand))
+    matched = torch.full((len(cand),), -1, dtype=torch.long, device=device)
+    matched[picked_cand] = picked_gt
+    shared = (times > 1).nonzero(as_tuple=True)[0]
+    if shared.numel():
+        rows = gt_index[cand.b[shared]]  # (S, G) candidate's image's targets
+        _, cost = pair_cost(rows.clamp(min=0).flatten(), shared.repeat_interleave(rows.shape[1])[:, None])
+        cost = cost.view(rows.shape).masked_fill(rows < 0, float("inf"))
+        matched[shared] = rows.gather(1, cost.argmin(1, keepdim=True)).squeeze(1)
+
+    positive = times > 0
+    out = []
+    for i in range(nl):
+        sel = (positive & (level == i)).nonzero(as_tuple=True)[0]
+        sel = sel[torch.argsort(cand.b[sel], stable=True)]  # image by image, as officially
+        pos = cand.select(sel)
+        pos.target = matched[sel]
+        out.append(pos)
+    return out

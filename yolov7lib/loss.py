@@ -1,0 +1,230 @@
+"""The YOLOv7 training loss: CIoU box loss, objectness and class BCE, lead + auxiliary heads.
+
+One loss serves every head and every assignment strategy of the paper's ablations (§4.2,
+Tables 6-7); the assignment is a parameter (:mod:`yolov7lib.assign`). It reproduces the official
+``ComputeLossOTA`` (P5, no aux head) and ``ComputeLossAuxOTA`` (P6, coarse-to-fine lead-guided aux
+head) numbers: per level ``i``
+
+* ``lbox += mean(1 − CIoU(decoded box, target))`` over the positives;
+* ``lobj += balance[i] · BCE(obj logits, CIoU.clamp(0) at positives, 0 elsewhere)`` (mean over all
+  cells; where several positives share a cell, the last one listed sets its target);
+* ``lcls += BCE(class logits, one-hot)`` (mean over positives × classes; skipped when nc = 1);
+* the auxiliary head adds the same three terms on its own outputs and labels, weighted 0.25.
+
+The result is ``(box·lbox + obj·lobj + cls·lcls) × batch size``.
+
+Decoder of the auxiliary head (Table 7): ``constrained`` decodes offsets as ``2σ − 0.5`` (the
+official code), which cannot reach the centres of coarse positives one cell away — the constraint the
+paper puts on the coarse head; ``free`` uses ``3σ − 1`` (commented out in the official code), which
+can.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .assign import AuxStrategy, Candidates, assign
+
+AuxDecoder = Literal["constrained", "free"]
+_DECODERS = {"constrained": (2.0, 0.5), "free": (3.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class LossHyp:
+    """Loss hyper-parameters (``hyp.scratch.*.yaml``); gains are applied as given."""
+
+    box: float = 0.05
+    cls: float = 0.3
+    obj: float = 0.7
+    cls_pw: float = 1.0
+    obj_pw: float = 1.0
+    anchor_t: float = 4.0
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, hyp: Mapping[str, float] | LossHyp) -> LossHyp:
+        if isinstance(hyp, LossHyp):
+            return hyp
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in hyp.items() if k in names})
+
+    def scaled(self, nc: int, img_size: int, nl: int) -> LossHyp:
+        """Gains scaled as train.py does: box·3/nl, cls·nc/80·3/nl, obj·(img/640)²·3/nl."""
+        k = 3 / nl
+        return replace(self, box=self.box * k, cls=self.cls * nc / 80 * k,
+                       obj=self.obj * (img_size / 640) ** 2 * k)
+
+
+def balance(nl: int) -> list[float]:
+    """Objectness weight per level: [4, 1, 0.4] for P5, [4, 1, 0.25, 0.06] for P6."""
+    return [4.0, 1.0, 0.4] if nl == 3 else [4.0, 1.0, 0.25, 0.06, 0.02][:nl]
+
+
+def bbox_ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Complete IoU of xywh boxes ``(n, 4)`` (Zheng et al. 2020), computed in float32; the
+    trade-off weight α is treated as a constant, as usual."""
+    box1, box2 = box1.float(), box2.float()
+    b1_x1, b1_x2 = box1[:, 0] - box1[:, 2] / 2, box1[:, 0] + box1[:, 2] / 2
+    b1_y1, b1_y2 = box1[:, 1] - box1[:, 3] / 2, box1[:, 1] + box1[:, 3] / 2
+    b2_x1, b2_x2 = box2[:, 0] - box2[:, 2] / 2, box2[:, 0] + box2[:, 2] / 2
+    b2_y1, b2_y2 = box2[:, 1] - box2[:, 3] / 2, box2[:, 1] + box2[:, 3] / 2
+    inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * (
+        torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)
+    ).clamp(0)
+    w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
+    w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
+    iou = inter / (w1 * h1 + w2 * h2 - inter + eps)
+    cw = torch.max(b1_x2, b2_x2) - torch.min(b1_x1, b2_x1)
+    ch = torch.max(b1_y2, b2_y2) - torch.min(b1_y1, b2_y1)
+    c2 = cw**2 + ch**2 + eps
+    rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 + (b2_y1 + b2_y2 - b1_y1 - b1_y2) ** 2) / 4
+    v = (4 / math.pi**2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
+    with torch.no_grad():
+        alpha = v / (v - iou + (1 + eps))
+    return iou - (rho2 / c2 + v * alpha)
+
+
+@dataclass
+class LossOutput:
+    """``loss`` (differentiable, × batch size), detached components, and the assignment."""
+
+    loss: torch.Tensor
+    lbox: torch.Tensor
+    lobj: torch.Tensor
+    lcls: torch.Tensor
+    lead: list[Candidates]
+    aux: list[Candidates] | None
+
+    @property
+    def components(self) -> torch.Tensor:
+        """``(lbox, lobj, lcls, loss / batch)`` as the official loss returns them."""
+        return torch.stack((self.lbox, self.lobj, self.lcls, self.lbox + self.lobj + self.lcls))
+
+
+def _last_write(shape: Sequence[int], pos: Candidates, values: torch.Tensor) -> torch.Tensor:
+    """A zero tensor of ``shape`` with ``values`` at the positives' cells; where cells repeat, the
+    last positive wins (what the official index assignment does on the CPU), on every device."""
+    target = torch.zeros(shape, device=values.device, dtype=values.dtype)
+    if len(pos):
+        _, na, ny, nx = shape
+        cell = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
+        order = torch.arange(len(pos), device=cell.device)
+        last = torch.full((target.numel(),), -1, device=cell.device, dtype=torch.long)
+        last.scatter_reduce_(0, cell, order, "amax")
+        keep = last[cell] == order
+        target.view(-1)[cell[keep]] = values[keep]
+    return target
+
+
+def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, bce_obj):
+    """(box, obj, cls) loss terms of one level of one head."""
+    ny, nx = pred.shape[2], pred.shape[3]
+    zero = pred.new_zeros((), dtype=torch.float32)
+    lbox, lcls, tobj_values = zero, zero, pred.new_zeros(0, dtype=torch.float32)
+    if len(pos):
+        ps = pred[pos.b, pos.a, pos.gj, pos.gi].float()
+        scale, shift = decoder
+        pxy = ps[:, :2].sigmoid() * scale - shift
+        pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[pos.a].float()
+        tbox = targets[pos.target, 2:6].float() * torch.tensor([nx, ny, nx, ny], device=ps.device)
+        tbox = torch.cat((tbox[:, :2] - torch.stack((pos.gi, pos.gj), 1), tbox[:, 2:]), 1)
+        ciou = bbox_ciou(torch.cat((pxy, pwh), 1), tbox)
+        lbox = (1.0 - ciou).mean()
+        tobj_values = ciou.detach().clamp(0)
+        if nc > 1:
+            t = torch.full_like(ps[:, 5:], cn)
+            t[torch.arange(len(pos), device=ps.device), targets[pos.target, 1].long()] = cp
+            lcls = bce_cls(ps[:, 5:], t)
+    tobj = _last_write(pred.shape[:4], pos, tobj_values)
+    return lbox, bce_obj(pred[..., 4].float(), tobj), lcls
+
+
+def compute_loss(
+    preds: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    anchors: Sequence[torch.Tensor],
+    strides: Sequence[float],
+    nc: int,
+    hyp: Mapping[str, float] | LossHyp,
+    image_hw: tuple[int, int],
+    strategy: AuxStrategy = "coarse_to_fine",
+    aux_decoder: AuxDecoder = "constrained",
+    topq: int | None = None,
+    aux_weight: float = 0.25,
+) -> LossOutput:
+    """The YOLOv7 loss of raw head outputs.
+
+    Args:
+        preds: raw outputs ``(bs, na, ny, nx, nc + 5)``: ``nl`` lead levels, optionally followed by
+            ``nl`` auxiliary levels.
+        targets: ``(T, 6)`` rows ``(image, class, cx, cy, w, h)`` normalised to the input.
+        anchors: per level ``(na, 2)`` anchor sizes in grid units (``head.anchors``).
+        strides: per level stride in pixels.
+        nc: number of classes; ``hyp``: gains (as given) and ``anchor_t``, ``label_smoothing``.
+        image_hw: network input height and width in pixels.
+        strategy: auxiliary-head assignment (:mod:`yolov7lib.assign.lead_guided`).
+        topq: SimOTA's top-q (default 10 for 3 levels, 20 for 4, as officially).
+    """
+    hyp = LossHyp.from_mapping(hyp)
+    nl = len(anchors)
+    if len(preds) not in (nl, 2 * nl):
+        raise ValueError(f"expected {nl} or {2 * nl} prediction levels, got {len(preds)}")
+    if targets.ndim != 2 or targets.shape[1] != 6:
+        raise ValueError(f"targets must be (T, 6) rows (image, class, cx, cy, w, h), got {tuple(targets.shape)}")
+    lead, aux = list(preds[:nl]), (list(preds[nl:]) or None)
+    anchors = [a.to(targets.device) for a in anchors]
+    topq = topq or (10 if nl == 3 else 20)
+    lead_pos, aux_pos = assign(lead, aux, targets, anchors, list(strides), image_hw, topq, strategy,
+                               hyp.anchor_t)
+    cp, cn = 1.0 - 0.5 * hyp.label_smoothing, 0.5 * hyp.label_smoothing
+    device = targets.device
+    bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.cls_pw], device=device))
+    bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.obj_pw], device=device))
+    weights = balance(nl)
+    lbox = lobj = lcls = torch.zeros((), device=device)
+    for i in range(nl):
+        b, o, c = _head_terms(lead[i], lead_pos[i], targets, anchors[i], nc, _DECODERS["constrained"],
+                              cp, cn, bce_cls, bce_obj)
+        lbox, lobj, lcls = lbox + b, lobj + weights[i] * o, lcls + c
+        if aux_pos is not None:
+            b, o, c = _head_terms(aux[i], aux_pos[i], targets, anchors[i], nc, _DECODERS[aux_decoder],
+                                  cp, cn, bce_cls, bce_obj)
+            lbox, lobj, lcls = lbox + aux_weight * b, lobj + aux_weight * weights[i] * o, lcls + aux_weight * c
+    lbox, lobj, lcls = lbox * hyp.box, lobj * hyp.obj, lcls * hyp.cls
+    loss = (lbox + lobj + lcls) * lead[0].shape[0]
+    return LossOutput(loss, lbox.detach(), lobj.detach(), lcls.detach(), lead_pos, aux_pos)
+
+
+class YOLOv7Loss(nn.Module):
+    """The loss of a model, picked from its head: an auxiliary head gets the coarse-to-fine
+    lead-guided loss (``ComputeLossAuxOTA``), a lead-only head the plain OTA loss."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        hyp: Mapping[str, float] | LossHyp,
+        strategy: AuxStrategy | None = None,
+        aux_decoder: AuxDecoder = "constrained",
+    ) -> None:
+        super().__init__()
+        head = model.head if hasattr(model, "head") else model
+        self.nc, self.nl = head.nc, head.nl
+        self.strides = list(head.strides)
+        self.register_buffer("anchors", head.anchors.detach().clone(), persistent=False)
+        self.hyp = LossHyp.from_mapping(hyp)
+        self.has_aux = hasattr(head, "m2")
+        self.strategy: AuxStrategy = strategy or ("coarse_to_fine" if self.has_aux else "none")
+        self.aux_decoder = aux_decoder
+
+    def forward(self, preds: Sequence[torch.Tensor], targets: torch.Tensor) -> LossOutput:
+        ny, nx = preds[0].shape[2:4]
+        image_hw = (int(ny * self.strides[0]), int(nx * self.strides[0]))
+        return compute_loss(preds, targets, list(self.anchors), self.strides, self.nc, self.hyp, image_hw,
+                            self.strategy, self.aux_decoder)
