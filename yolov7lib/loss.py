@@ -27,7 +27,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .assign import AuxStrategy, Candidates, assign
@@ -108,28 +107,56 @@ class LossOutput:
         return torch.stack((self.lbox, self.lobj, self.lcls, self.lbox + self.lobj + self.lcls))
 
 
-def _last_write(shape: Sequence[int], pos: Candidates, values: torch.Tensor) -> torch.Tensor:
-    """A zero tensor of ``shape`` with ``values`` at the positives' cells; where cells repeat, the
-    last positive wins (what the official index assignment does on the CPU), on every device."""
-    target = torch.zeros(shape, device=values.device, dtype=values.dtype)
-    if len(pos):
-        _, na, ny, nx = shape
-        cell = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
-        order = torch.arange(len(pos), device=cell.device)
-        last = torch.full((target.numel(),), -1, device=cell.device, dtype=torch.long)
-        last.scatter_reduce_(0, cell, order, "amax")
-        keep = last[cell] == order
-        target.view(-1)[cell[keep]] = values[keep]
+class _GatherCells(torch.autograd.Function):
+    """Objectness logits of every cell and the full rows of some cells of one level's output.
+
+    Same values as ``pred[..., 4]`` and ``pred[b, a, gj, gi]``, but the backward writes both
+    gradients into a single zero tensor instead of materialising and adding two full-size ones:
+    the backward of the loss is then no slower than the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, pred: torch.Tensor, cells: torch.Tensor):
+        flat = pred.reshape(-1, pred.shape[-1])
+        ctx.save_for_backward(cells)
+        ctx.shape = pred.shape
+        return flat[:, 4].contiguous(), flat[cells]
+
+    @staticmethod
+    def backward(ctx, grad_obj: torch.Tensor | None, grad_rows: torch.Tensor | None):
+        (cells,) = ctx.saved_tensors
+        ref = grad_obj if grad_obj is not None else grad_rows
+        grad = ref.new_zeros(ctx.shape)
+        flat = grad.view(-1, ctx.shape[-1])
+        if grad_obj is not None:
+            flat[:, 4] = grad_obj
+        if grad_rows is not None:
+            flat.index_add_(0, cells, grad_rows)
+        return grad, None
+
+
+def _objectness_targets(n_cells: int, cells: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Zeros with ``values`` at ``cells``; where a cell repeats, the last positive wins (what the
+    official index assignment does on the CPU), on every device."""
+    target = torch.zeros(n_cells, device=values.device, dtype=values.dtype)
+    if cells.numel():
+        order = torch.arange(cells.numel(), device=cells.device)
+        last = torch.full((n_cells,), -1, device=cells.device, dtype=torch.long)
+        last.scatter_reduce_(0, cells, order, "amax")
+        keep = last[cells] == order
+        target[cells[keep]] = values[keep]
     return target
 
 
 def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, bce_obj):
     """(box, obj, cls) loss terms of one level of one head."""
-    ny, nx = pred.shape[2], pred.shape[3]
+    _, na, ny, nx, _ = pred.shape
+    cells = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
+    obj, ps = _GatherCells.apply(pred, cells)
     zero = pred.new_zeros((), dtype=torch.float32)
     lbox, lcls, tobj_values = zero, zero, pred.new_zeros(0, dtype=torch.float32)
     if len(pos):
-        ps = pred[pos.b, pos.a, pos.gj, pos.gi].float()
+        ps = ps.float()
         scale, shift = decoder
         pxy = ps[:, :2].sigmoid() * scale - shift
         pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[pos.a].float()
@@ -142,8 +169,8 @@ def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, bce_o
             t = torch.full_like(ps[:, 5:], cn)
             t[torch.arange(len(pos), device=ps.device), targets[pos.target, 1].long()] = cp
             lcls = bce_cls(ps[:, 5:], t)
-    tobj = _last_write(pred.shape[:4], pos, tobj_values)
-    return lbox, bce_obj(pred[..., 4].float(), tobj), lcls
+    tobj = _objectness_targets(obj.numel(), cells, tobj_values)
+    return lbox, bce_obj(obj.float(), tobj), lcls
 
 
 def compute_loss(

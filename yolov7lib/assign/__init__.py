@@ -2,6 +2,6 @@
 
 from .candidates import COARSE, FINE, Candidates, find_candidates
 from .lead_guided import STRATEGIES, AuxStrategy, assign
-from .simota import simota
+from .simota import simota_match
 
-__all__ = ["COARSE", "FINE", "STRATEGIES", "AuxStrategy", "Candidates", "assign", "find_candidates", "simota"]
+__all__ = ["COARSE", "FINE", "STRATEGIES", "AuxStrategy", "Candidates", "assign", "find_candidates", "simota_match"]

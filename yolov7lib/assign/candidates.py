@@ -38,6 +38,10 @@ class Candidates:
     def select(self, mask: torch.Tensor) -> Candidates:
         return Candidates(self.b[mask], self.a[mask], self.gj[mask], self.gi[mask], self.target[mask])
 
+    def to(self, device: torch.device | str) -> Candidates:
+        return Candidates(self.b.to(device), self.a.to(device), self.gj.to(device), self.gi.to(device),
+                          self.target.to(device))
+
 
 def find_candidates(
     targets: torch.Tensor,

@@ -14,12 +14,13 @@ Table 7's decoder constraint is a property of the loss, not of the assignment: s
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
 
 from .candidates import COARSE, FINE, Candidates
-from .simota import simota
+from .simota import simota_match
 
 AuxStrategy = Literal["none", "independent", "lead_guided", "coarse_to_fine"]
 STRATEGIES: tuple[AuxStrategy, ...] = ("none", "independent", "lead_guided", "coarse_to_fine")
@@ -39,10 +40,35 @@ def assign(
     """Positive cells of the lead head and (if ``aux`` is given) of the auxiliary head."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown aux strategy {strategy!r}; choose from {STRATEGIES}")
-    fine = simota(lead, targets, anchors, strides, image_hw, FINE, topq, anchor_t)
+    fine = match_safely(lead, targets, anchors, strides, image_hw, FINE, topq, anchor_t)
     if aux is None or strategy == "none":
         return fine, None
     if strategy == "lead_guided":
         return fine, fine
     source, radius = (aux, FINE) if strategy == "independent" else (lead, COARSE)
-    return fine, simota(source, targets, anchors, strides, image_hw, radius, topq, anchor_t)
+    return fine, match_safely(source, targets, anchors, strides, image_hw, radius, topq, anchor_t)
+
+
+def match_safely(preds, targets, anchors, strides, image_hw, radius, topq, anchor_t,
+                 max_pairs: int = 1 << 22, min_pairs: int = 1 << 16) -> list[Candidates]:
+    """:func:`simota_match`, retried when memory runs out: with smaller chunks, then (for an
+    accelerator) on the CPU for this batch. A warning says so; the result is the same."""
+    while True:
+        try:
+            return simota_match(preds, targets, anchors, strides, image_hw, radius, topq, anchor_t, max_pairs)
+        except torch.OutOfMemoryError:
+            if max_pairs > min_pairs:
+                max_pairs //= 4
+                warnings.warn(f"label assignment ran out of memory; retrying in chunks of {max_pairs} pairs",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            if targets.device.type == "cpu":
+                raise
+            warnings.warn("label assignment ran out of device memory; assigning this batch on the CPU",
+                          RuntimeWarning, stacklevel=2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            device = targets.device
+            cpu = simota_match([p.detach().cpu() for p in preds], targets.cpu(), [a.cpu() for a in anchors],
+                               strides, image_hw, radius, topq, anchor_t, max_pairs)
+            return [c.to(device) for c in cpu]

@@ -46,7 +46,21 @@ def _group(keys: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]
     return index, counts
 
 
-def simota(
+def _k_smallest(cost: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Mask of the ``k[r]`` smallest entries of each row; equal costs are taken in index order.
+
+    Duplicate candidates (one cell reached from two targets) have equal costs; which of them a box
+    takes decides whether two boxes conflict over a cell. Taking the lowest index, as ``torch.topk``
+    does on the official one-row-per-box calls, makes the result independent of chunking.
+    """
+    kth = cost.topk(int(k.max()), dim=1, largest=False).values.gather(1, (k - 1)[:, None])
+    below = cost < kth
+    tied = cost == kth
+    room = k[:, None] - below.sum(1, keepdim=True)
+    return below | (tied & (tied.cumsum(1) <= room))
+
+
+def simota_match(
     preds: list[torch.Tensor],
     targets: torch.Tensor,
     anchors: list[torch.Tensor],
@@ -64,7 +78,7 @@ def simota(
     them (this fixes which of several targets sharing a cell sets its objectness target).
     """
     device, nl = targets.device, len(preds)
-    bs, nc = preds[0].shape[0], preds[0].shape[-1] - 5
+    bs = preds[0].shape[0]
     found = [
         find_candidates(targets, anchors[i], (p.shape[2], p.shape[3]), radius, anchor_t)
         for i, p in enumerate(preds)
@@ -114,10 +128,9 @@ def simota(
         q = min(topq, width)
         k = iou.topk(q, dim=1).values.sum(1).int().clamp(min=1)
         k = torch.minimum(k, (cands >= 0).sum(1))
-        cheapest = cost.topk(int(k.max()), dim=1, largest=False).indices
-        take = torch.arange(cheapest.shape[1], device=device) < k[:, None]
-        picked_gt.append(rows[:, None].expand_as(cheapest)[take])
-        picked_cand.append(cands.gather(1, cheapest)[take])
+        take = _k_smallest(cost, k)
+        picked_gt.append(rows[:, None].expand_as(cands)[take])
+        picked_cand.append(cands[take])
     picked_gt, picked_cand = torch.cat(picked_gt), torch.cat(picked_cand)
 
     # a candidate taken by several targets goes to the cheapest target of its image
