@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .assign import AuxStrategy, Candidates, assign
@@ -135,20 +136,36 @@ class _GatherCells(torch.autograd.Function):
         return grad, None
 
 
-def _objectness_targets(n_cells: int, cells: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Zeros with ``values`` at ``cells``; where a cell repeats, the last positive wins (what the
-    official index assignment does on the CPU), on every device."""
-    target = torch.zeros(n_cells, device=values.device, dtype=values.dtype)
+def _last_occurrence(cells: torch.Tensor) -> torch.Tensor:
+    """Mask of the last of the positives sharing a cell (the official index assignment on the CPU
+    lets the last one set the objectness target), computed the same way on every device."""
+    keep = torch.zeros(cells.numel(), dtype=torch.bool, device=cells.device)
     if cells.numel():
+        _, inverse = torch.unique(cells, return_inverse=True)
         order = torch.arange(cells.numel(), device=cells.device)
-        last = torch.full((n_cells,), -1, device=cells.device, dtype=torch.long)
-        last.scatter_reduce_(0, cells, order, "amax")
-        keep = last[cells] == order
-        target[cells[keep]] = values[keep]
-    return target
+        last = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=cells.device)
+        keep[last.scatter_reduce_(0, inverse, order, "amax")] = True
+    return keep
 
 
-def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, bce_obj):
+def _objectness_loss(obj: torch.Tensor, ps: torch.Tensor, cells: torch.Tensor, values: torch.Tensor,
+                     pos_weight: float) -> torch.Tensor:
+    """Mean BCE of every cell's objectness logit against CIoU targets at the positives, 0 elsewhere.
+
+    With ``pos_weight == 1`` (all official hyps) ``BCE(x, t) = softplus(x) − t·x`` and the targets
+    are non-zero only at positives, so no dense target tensor is built.
+    """
+    keep = _last_occurrence(cells)
+    if pos_weight == 1.0:
+        x = obj.float()
+        positive = (ps[keep, 4].float() * values[keep]).sum() if keep.any() else x.new_zeros(())
+        return (F.softplus(x).sum() - positive) / x.numel()
+    target = torch.zeros_like(obj, dtype=torch.float32)
+    target[cells[keep]] = values[keep]
+    return F.binary_cross_entropy_with_logits(obj.float(), target, pos_weight=obj.new_tensor([pos_weight]).float())
+
+
+def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, obj_pw):
     """(box, obj, cls) loss terms of one level of one head."""
     _, na, ny, nx, _ = pred.shape
     cells = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
@@ -156,21 +173,20 @@ def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, bce_o
     zero = pred.new_zeros((), dtype=torch.float32)
     lbox, lcls, tobj_values = zero, zero, pred.new_zeros(0, dtype=torch.float32)
     if len(pos):
-        ps = ps.float()
+        psf = ps.float()
         scale, shift = decoder
-        pxy = ps[:, :2].sigmoid() * scale - shift
-        pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[pos.a].float()
+        pxy = psf[:, :2].sigmoid() * scale - shift
+        pwh = (psf[:, 2:4].sigmoid() * 2) ** 2 * anchors[pos.a].float()
         tbox = targets[pos.target, 2:6].float() * torch.tensor([nx, ny, nx, ny], device=ps.device)
         tbox = torch.cat((tbox[:, :2] - torch.stack((pos.gi, pos.gj), 1), tbox[:, 2:]), 1)
         ciou = bbox_ciou(torch.cat((pxy, pwh), 1), tbox)
         lbox = (1.0 - ciou).mean()
         tobj_values = ciou.detach().clamp(0)
         if nc > 1:
-            t = torch.full_like(ps[:, 5:], cn)
+            t = torch.full_like(psf[:, 5:], cn)
             t[torch.arange(len(pos), device=ps.device), targets[pos.target, 1].long()] = cp
-            lcls = bce_cls(ps[:, 5:], t)
-    tobj = _objectness_targets(obj.numel(), cells, tobj_values)
-    return lbox, bce_obj(obj.float(), tobj), lcls
+            lcls = bce_cls(psf[:, 5:], t)
+    return lbox, _objectness_loss(obj, ps, cells, tobj_values, obj_pw), lcls
 
 
 def compute_loss(
@@ -213,16 +229,15 @@ def compute_loss(
     cp, cn = 1.0 - 0.5 * hyp.label_smoothing, 0.5 * hyp.label_smoothing
     device = targets.device
     bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.cls_pw], device=device))
-    bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.obj_pw], device=device))
     weights = balance(nl)
     lbox = lobj = lcls = torch.zeros((), device=device)
     for i in range(nl):
         b, o, c = _head_terms(lead[i], lead_pos[i], targets, anchors[i], nc, _DECODERS["constrained"],
-                              cp, cn, bce_cls, bce_obj)
+                              cp, cn, bce_cls, hyp.obj_pw)
         lbox, lobj, lcls = lbox + b, lobj + weights[i] * o, lcls + c
         if aux_pos is not None:
             b, o, c = _head_terms(aux[i], aux_pos[i], targets, anchors[i], nc, _DECODERS[aux_decoder],
-                                  cp, cn, bce_cls, bce_obj)
+                                  cp, cn, bce_cls, hyp.obj_pw)
             lbox, lobj, lcls = lbox + aux_weight * b, lobj + aux_weight * weights[i] * o, lcls + aux_weight * c
     lbox, lobj, lcls = lbox * hyp.box, lobj * hyp.obj, lcls * hyp.cls
     loss = (lbox + lobj + lcls) * lead[0].shape[0]

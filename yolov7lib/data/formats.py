@@ -1,0 +1,208 @@
+"""Dataset formats: YOLO txt labels with the official / Ultralytics data YAML, and COCO JSON.
+
+Both readers return :class:`Sample` records: an image path, boxes ``(n, 4)`` in pixels (xyxy),
+class indices ``(n,)`` and, where the labels give them, polygon segments in pixels (the official
+recipe warps boxes through segments). A YOLO label row with more than 5 values is a polygon
+``class x1 y1 x2 y2 ...`` whose box is the polygon's extent, as officially.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# COCO's 80 contiguous classes -> its 91 category ids (official general.py coco80_to_coco91_class)
+COCO80_TO_91 = (
+    list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45)) + list(range(46, 66))
+    + [67, 70] + list(range(72, 83)) + list(range(84, 91))
+)
+
+
+@dataclass
+class Sample:
+    """One image and its objects (pixels, xyxy)."""
+
+    image: Path
+    boxes: np.ndarray  # (n, 4) float32
+    classes: np.ndarray  # (n,) int64
+    segments: list[np.ndarray] = field(default_factory=list)  # per object (k, 2), or empty
+    size: tuple[int, int] | None = None  # (height, width) if known
+    image_id: int | None = None
+
+
+@dataclass
+class DataConfig:
+    """An official / Ultralytics data YAML: split sources, class count and names."""
+
+    root: Path
+    train: list[Path]
+    val: list[Path]
+    nc: int
+    names: list[str]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DataConfig:
+        import yaml
+
+        path = Path(path)
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        missing = [k for k in ("train", "val") if k not in raw]
+        if missing:
+            raise ValueError(f"{path}: data YAML lacks {', '.join(missing)}")
+        root = Path(raw.get("path") or ".")
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
+        names = raw.get("names")
+        if isinstance(names, dict):
+            names = [names[k] for k in sorted(names)]
+        nc = int(raw.get("nc", len(names or [])))
+        names = [str(n) for n in (names or [f"class{i}" for i in range(nc)])]
+        if len(names) != nc:
+            raise ValueError(f"{path}: nc={nc} but {len(names)} names")
+
+        def sources(v) -> list[Path]:
+            items = v if isinstance(v, list) else [v]
+            return [p if p.is_absolute() else root / p for p in map(Path, items)]
+
+        return cls(root, sources(raw["train"]), sources(raw["val"]), nc, names)
+
+
+def image_files(sources: Sequence[Path]) -> list[Path]:
+    """Images named by directories, list files (one path per line) or single files, sorted."""
+    files: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            files += [p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif src.suffix == ".txt":
+            base = src.parent
+            for line in src.read_text().splitlines():
+                line = line.strip()
+                if line:
+                    p = Path(line)
+                    files.append(p if p.is_absolute() else (base / p).resolve())
+        elif src.exists():
+            files.append(src)
+        else:
+            raise FileNotFoundError(f"dataset source {src} does not exist")
+    return sorted(files)
+
+
+def label_path(image: Path) -> Path:
+    """``.../images/x/0001.jpg`` -> ``.../labels/x/0001.txt`` (the official convention)."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def parse_yolo_rows(text: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """YOLO label text -> (classes (n,), boxes (n, 4) normalised xywh, polygons (normalised xy)).
+
+    Raises ``ValueError`` on rows that are not numbers or have a wrong length.
+    """
+    classes, boxes, polygons = [], [], []
+    for k, line in enumerate(text.splitlines(), 1):
+        values = line.split()
+        if not values:
+            continue
+        try:
+            nums = [float(v) for v in values]
+        except ValueError as err:
+            raise ValueError(f"line {k}: not numbers: {line!r}") from err
+        if len(nums) == 5:
+            classes.append(nums[0])
+            boxes.append(nums[1:])
+        elif len(nums) > 6 and len(nums) % 2 == 1:
+            poly = np.asarray(nums[1:], dtype=np.float32).reshape(-1, 2)
+            x1, y1 = poly.min(0)
+            x2, y2 = poly.max(0)
+            classes.append(nums[0])
+            boxes.append([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+            polygons.append(poly)
+        else:
+            raise ValueError(f"line {k}: expected 5 values or a polygon, got {len(nums)}")
+    if polygons and len(polygons) != len(classes):
+        polygons = []  # mixed rows: boxes only, as officially
+    return (np.asarray(classes, dtype=np.float32), np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            polygons)
+
+
+def read_coco(annotations: str | os.PathLike, images_dir: str | os.PathLike | None = None,
+              contiguous: bool = True) -> tuple[list[Sample], list[str], list[int]]:
+    """Samples of a COCO instances JSON (pycocotools); crowd annotations are skipped.
+
+    Returns (samples, class names, category ids); with ``contiguous`` classes are 0..nc-1 in
+    category-id order (COCO's 80 of 91 ids), and ``category ids[i]`` maps class ``i`` back.
+    """
+    from pycocotools.coco import COCO
+
+    annotations = Path(annotations)
+    images_dir = Path(images_dir) if images_dir else annotations.parent.parent / "images" / annotations.stem.split(
+        "_", 1)[-1]
+    with _quiet():
+        coco = COCO(str(annotations))
+    cat_ids = sorted(coco.getCatIds())
+    names = [coco.cats[c]["name"] for c in cat_ids]
+    to_class = {c: (i if contiguous else c) for i, c in enumerate(cat_ids)}
+    samples = []
+    for image_id in sorted(coco.getImgIds()):
+        info = coco.imgs[image_id]
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        boxes = np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                            for a in anns], dtype=np.float32).reshape(-1, 4)
+        classes = np.asarray([to_class[a["category_id"]] for a in anns], dtype=np.int64)
+        segments = []
+        if anns and all(isinstance(a.get("segmentation"), list) and a["segmentation"] for a in anns):
+            segments = [np.asarray(max(a["segmentation"], key=len), dtype=np.float32).reshape(-1, 2) for a in anns]
+        samples.append(Sample(images_dir / info["file_name"], boxes, classes, segments,
+                              (info.get("height"), info.get("width")), image_id))
+    return samples, names, cat_ids
+
+
+class _quiet:
+    """Silence pycocotools' prints."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._redirect = contextlib.redirect_stdout(io.StringIO())
+        self._redirect.__enter__()
+
+    def __exit__(self, *exc):
+        self._redirect.__exit__(*exc)
+
+
+def read_yolo(sources: Sequence[Path]) -> list[Sample]:
+    """Samples of a YOLO-format split (label files beside ``images/`` in ``labels/``).
+
+    Image sizes are read from the file headers; missing label files mean "no objects". Rows that
+    cannot be parsed raise ``ValueError`` naming the file (the data checker reports them instead).
+    """
+    from PIL import Image
+
+    samples = []
+    for image in image_files(sources):
+        with Image.open(image) as im:
+            width, height = im.size
+        labels = label_path(image)
+        text = labels.read_text() if labels.exists() else ""
+        try:
+            classes, xywh, polygons = parse_yolo_rows(text)
+        except ValueError as err:
+            raise ValueError(f"{labels}: {err}") from err
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        xyxy = np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1) * scale
+        segments = [p * scale[:2] for p in polygons]
+        samples.append(Sample(image, xyxy.astype(np.float32), classes.astype(np.int64), segments,
+                              (height, width)))
+    return samples
