@@ -46,7 +46,8 @@ def test_deterministic_whatever_the_workers(tmp_path):
         a = json.loads((tmp_path / "a" / "annotations" / f"instances_{split}.json").read_text())
         b = json.loads((tmp_path / "b" / "annotations" / f"instances_{split}.json").read_text())
         assert a == b
-    assert (tmp_path / "a/images/train/000003.jpg").read_bytes() == (tmp_path / "b/images/train/000003.jpg").read_bytes()
+    image = "images/train/000003.jpg"
+    assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
 
 
 def test_content_statistics():

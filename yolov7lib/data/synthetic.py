@@ -125,7 +125,7 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, l
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         pts = (SHAPES[CLASSES[cls]] * [w, h]) @ rot.T
         cx, cy = rng.uniform(0, size), rng.uniform(0, size)
-        pts = np.clip(pts + [cx, cy], 0, size - 1)
+        pts = np.clip(pts + np.array([cx, cy]), 0, size - 1)
         if np.ptp(pts[:, 0]) < 4 or np.ptp(pts[:, 1]) < 4:
             continue
         mask = Image.new("L", (size, size), 0)
