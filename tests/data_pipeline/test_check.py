@@ -1,0 +1,151 @@
+"""Bad data: a corpus of broken images and labels, each fixed or skipped, counted, never fatal."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from yolov7lib.data.check import DatasetError, load_rgb, load_split, main
+
+GOOD = "0 0.5 0.5 0.2 0.2\n"
+
+
+def jpeg(mode="RGB", size=(64, 48), exif_orientation=None) -> bytes:
+    im = Image.new(mode, size, 128 if mode in ("L", "P", "I;16") else (120, 60, 30)[: len(mode)])
+    buf = io.BytesIO()
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        im.save(buf, "JPEG", exif=exif)
+    else:
+        im.save(buf, "JPEG" if mode in ("RGB", "L") else "PNG")
+    return buf.getvalue()
+
+
+def png16() -> bytes:
+    im = Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+CASES = {  # name: (image bytes or None for missing, label text or bytes or None)
+    "good": (jpeg(), GOOD),
+    "background_empty_label": (jpeg(), ""),
+    "background_no_label": (jpeg(), None),
+    "corrupt": (b"\xff\xd8\xff\xe0 this is not a jpeg", GOOD),
+    "truncated": (jpeg(size=(256, 256))[:300], GOOD),
+    "empty_image": (b"", GOOD),
+    "grayscale": (jpeg("L"), GOOD),
+    "rgba": (jpeg("RGBA"), GOOD),
+    "palette": (jpeg("P"), GOOD),
+    "sixteen_bit": (png16(), GOOD),
+    "exif_rotated": (jpeg(exif_orientation=6), GOOD),
+    "label_binary": (jpeg(), b"\xff\xfe\x00\x81garbage"),
+    "outside": (jpeg(), "0 1.5 1.5 0.2 0.2\n" + GOOD),
+    "partly_outside": (jpeg(), "0 0.95 0.5 0.2 0.2\n"),
+    "zero_size": (jpeg(), "0 0.5 0.5 0.0 0.2\n" + GOOD),
+    "negative_size": (jpeg(), "1 0.5 0.5 -0.1 0.2\n" + GOOD),
+    "class_too_big": (jpeg(), "7 0.5 0.5 0.2 0.2\n" + GOOD),
+    "class_negative": (jpeg(), "-1 0.5 0.5 0.2 0.2\n" + GOOD),
+    "class_float": (jpeg(), "1.5 0.5 0.5 0.2 0.2\n" + GOOD),
+    "nan": (jpeg(), "0 nan 0.5 0.2 0.2\n" + GOOD),
+    "inf": (jpeg(), "0 0.5 inf 0.2 0.2\n" + GOOD),
+    "duplicates": (jpeg(), GOOD + GOOD),
+    "columns": (jpeg(), "0 0.5 0.5 0.2\n" + GOOD),
+    "text": (jpeg(), "person 0.5 0.5 0.2 0.2\n" + GOOD),
+    "polygon": (jpeg(), "2 0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5\n"),
+}
+NC = 3
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    images, labels = tmp_path / "images" / "train", tmp_path / "labels" / "train"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    listed = []
+    for name, (img, lab) in CASES.items():
+        path = images / f"{name}.{'png' if name in ('rgba', 'palette', 'sixteen_bit') else 'jpg'}"
+        path.write_bytes(img)
+        listed.append(path)
+        if lab is not None:
+            (labels / f"{path.stem}.txt").write_bytes(lab.encode() if isinstance(lab, str) else lab)
+    listed.append(images / "missing.jpg")  # named by the list, absent on disk
+    (tmp_path / "train.txt").write_text("\n".join(str(p) for p in listed))
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: train.txt\nval: train.txt\nnc: {NC}\n"
+                                        "names: [a, b, c]\n")
+    return tmp_path
+
+
+def check(corpus, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = load_split([corpus / "train.txt"], NC, **kw)
+    return rep, caught
+
+
+def test_corpus_has_at_least_20_cases():
+    assert len(CASES) + 1 >= 20
+
+
+def test_every_problem_is_fixed_or_skipped_and_counted(corpus):
+    rep, caught = check(corpus)
+    kept = {im.path.stem: im for im in rep.images}
+    skipped = {"corrupt", "truncated", "empty_image", "label_binary", "missing"}
+    assert set(kept) == set(CASES) - skipped
+    assert len(caught) == len(rep.problems) >= 20  # one warning per problem
+    kinds = {(a, k) for a, k in rep.summary}
+    for expected in [("skipped", "image missing"), ("skipped", "label file unreadable"),
+                     ("fixed", "EXIF orientation"), ("fixed", "16-bit image"), ("fixed", "alpha channel"),
+                     ("fixed", "non-RGB image"), ("fixed", "duplicate row"), ("fixed", "box partly outside the image"),
+                     ("skipped", "box outside the image"), ("skipped", "non-positive box size"),
+                     ("skipped", "bad class id"), ("skipped", "NaN or inf"), ("skipped", "malformed row")]:
+        assert expected in kinds, expected
+    for name in ("outside", "zero_size", "negative_size", "class_too_big", "class_negative", "class_float", "nan",
+                 "inf", "duplicates", "columns", "text"):
+        assert kept[name].classes.tolist() == [0], name  # the bad row gone, the good one kept
+    assert kept["partly_outside"].boxes[0, 0] + kept["partly_outside"].boxes[0, 2] / 2 == pytest.approx(1.0)
+    assert kept["exif_rotated"].size == (64, 48)  # upright frame: rotated 90 degrees
+    assert len(kept["polygon"].segments) == 1 and kept["polygon"].classes.tolist() == [2]
+    assert len(kept["background_no_label"].classes) == 0
+
+
+def test_loaded_images_are_rgb_uint8(corpus):
+    for name in ("grayscale", "rgba", "palette", "sixteen_bit", "exif_rotated"):
+        path = next((corpus / "images" / "train").glob(f"{name}.*"))
+        arr = load_rgb(path)
+        assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
+    assert load_rgb(next((corpus / "images" / "train").glob("exif_rotated.*"))).shape[:2] == (64, 48)
+    assert load_rgb(next((corpus / "images" / "train").glob("sixteen_bit.*"))).max() > 200
+
+
+def test_cache_is_keyed_by_content(corpus):
+    check(corpus)
+    cache = corpus / "labels" / "train.cache.json"
+    assert cache.exists()
+    (corpus / "labels" / "train" / "good.txt").write_text("1 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")
+    rep, _ = check(corpus)
+    good = next(im for im in rep.images if im.path.stem == "good")
+    assert good.classes.tolist() == [1, 2]
+    entries = json.loads(cache.read_text())["entries"]
+    assert len(entries) == len(CASES) + 1
+
+
+def test_nothing_usable_is_one_clear_error(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"junk")
+    with pytest.raises(DatasetError, match="no usable image"):
+        load_split([images], 2, warn=False)
+
+
+def test_check_cli(corpus, capsys):
+    assert main([str(corpus / "data.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "[train]" in out and "skipped image missing" in out and "box sizes" in out

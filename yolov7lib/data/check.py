@@ -1,0 +1,335 @@
+"""Dataset checking: every image and label validated, fixed where safe, skipped otherwise, counted.
+
+``python -m yolov7lib.data.check DATA.yaml`` prints counts, class and box-size histograms and every
+problem. The same :func:`load_split` feeds training, so training never meets a file that breaks it.
+
+What happens to each problem (``FIXED`` problems keep the data, ``SKIPPED`` ones drop it):
+
+==========================  =======================================================  ========
+problem                     handling                                                 kind
+==========================  =======================================================  ========
+image missing               the image is skipped                                     skipped
+image empty / corrupt       the image is skipped (PIL cannot decode it)              skipped
+image truncated             the image is skipped                                     skipped
+grayscale / palette / CMYK  converted to RGB when loaded                             fixed
+RGBA / LA                   alpha dropped (composited on grey 114)                   fixed
+16-bit                      rescaled to 8 bits when loaded                           fixed
+EXIF orientation            image and labels taken in the upright (transposed) frame fixed
+label file unreadable       the image is skipped                                     skipped
+row malformed / NaN / inf   the row is dropped                                       skipped
+class id < 0, >= nc, float  the row is dropped                                       skipped
+box size <= 0               the row is dropped                                       skipped
+box partly outside          clipped to the image                                     fixed
+box wholly outside          the row is dropped                                       skipped
+duplicate row               the duplicate is dropped                                 fixed
+==========================  =======================================================  ========
+
+Parsed labels are cached in ``<labels dir>.cache.json`` keyed by a hash of each image's and label
+file's bytes, so an edited file is always re-read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .formats import DataConfig, image_files, label_path
+
+CACHE_VERSION = 1
+FIXED, SKIPPED = "fixed", "skipped"
+
+
+class DatasetError(RuntimeError):
+    """A dataset with nothing usable left."""
+
+
+@dataclass
+class Problem:
+    path: Path
+    kind: str
+    action: str  # FIXED or SKIPPED
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.action:7s} {self.kind}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class CheckedImage:
+    """An image that passed: its size in the upright frame, normalised xywh labels, classes."""
+
+    path: Path
+    size: tuple[int, int]  # (height, width)
+    classes: np.ndarray
+    boxes: np.ndarray  # (n, 4) normalised xywh
+    segments: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class SplitReport:
+    images: list[CheckedImage]
+    problems: list[Problem]
+    nc: int
+
+    @property
+    def summary(self) -> Counter:
+        return Counter((p.action, p.kind) for p in self.problems)
+
+    def class_histogram(self) -> np.ndarray:
+        counts = np.zeros(self.nc, dtype=np.int64)
+        for im in self.images:
+            np.add.at(counts, im.classes.astype(np.int64), 1)
+        return counts
+
+    def size_histogram(self) -> dict[str, int]:
+        """COCO size bins of the boxes, in pixels of the original images."""
+        bins = Counter({"small": 0, "medium": 0, "large": 0})
+        for im in self.images:
+            h, w = im.size
+            areas = im.boxes[:, 2] * w * im.boxes[:, 3] * h
+            bins["small"] += int((areas < 32**2).sum())
+            bins["medium"] += int(((areas >= 32**2) & (areas < 96**2)).sum())
+            bins["large"] += int((areas >= 96**2).sum())
+        return dict(bins)
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in paths:
+        h.update(p.read_bytes() if p.exists() else b"<missing>")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def inspect_image(path: Path) -> tuple[tuple[int, int], list[Problem]]:
+    """(height, width) in the upright frame, and the fixes the image needs; raises on bad files."""
+    problems = []
+    if not path.exists():
+        raise FileNotFoundError("missing")
+    if path.stat().st_size == 0:
+        raise ValueError("empty file")
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        im.load()  # decodes fully: catches truncation
+        orientation = im.getexif().get(0x0112, 1)
+        if orientation not in (1, None):
+            problems.append(Problem(path, "EXIF orientation", FIXED, f"orientation {orientation}"))
+            im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            problems.append(Problem(path, "16-bit image", FIXED, im.mode))
+        elif im.mode in ("RGBA", "LA", "PA"):
+            problems.append(Problem(path, "alpha channel", FIXED, im.mode))
+        elif im.mode != "RGB":
+            problems.append(Problem(path, "non-RGB image", FIXED, im.mode))
+        w, h = im.size
+    return (h, w), problems
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An image as uint8 RGB ``(H, W, 3)`` in the upright frame, whatever its mode or bit depth."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I"):
+            arr = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if arr.max() > 255 else 255.0
+            return np.repeat((arr / top * 255).round().astype(np.uint8)[..., None], 3, 2)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            grey = Image.new("RGBA", im.size, (114, 114, 114, 255))
+            im = Image.alpha_composite(grey, im)
+        return np.asarray(im.convert("RGB"))
+
+
+def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[Problem]]:
+    """Valid rows of a YOLO label file (classes, normalised xywh, polygons) and the problems met."""
+    problems = []
+    if not path.exists():
+        return np.zeros(0), np.zeros((0, 4)), [], problems
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not text ({err.reason})") from err
+    classes, boxes, polygons, seen = [], [], [], set()
+    for k, line in enumerate(text.splitlines(), 1):
+        values = line.split()
+        if not values:
+            continue
+        try:
+            nums = [float(v) for v in values]
+        except ValueError:
+            problems.append(Problem(path, "malformed row", SKIPPED, f"line {k}: {line[:40]!r}"))
+            continue
+        if not (len(nums) == 5 or (len(nums) > 6 and len(nums) % 2 == 1)):
+            problems.append(Problem(path, "malformed row", SKIPPED, f"line {k}: {len(nums)} values"))
+            continue
+        if not all(math.isfinite(v) for v in nums):
+            problems.append(Problem(path, "NaN or inf", SKIPPED, f"line {k}"))
+            continue
+        cls = nums[0]
+        if cls != int(cls) or not 0 <= cls < nc:
+            problems.append(Problem(path, "bad class id", SKIPPED, f"line {k}: class {values[0]} (nc={nc})"))
+            continue
+        poly = None
+        if len(nums) == 5:
+            cx, cy, w, h = nums[1:]
+            if w <= 0 or h <= 0:
+                problems.append(Problem(path, "non-positive box size", SKIPPED, f"line {k}"))
+                continue
+            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        else:
+            poly = np.asarray(nums[1:], dtype=np.float32).reshape(-1, 2)
+            (x1, y1), (x2, y2) = poly.min(0), poly.max(0)
+            if x2 <= x1 or y2 <= y1:
+                problems.append(Problem(path, "non-positive box size", SKIPPED, f"line {k}"))
+                continue
+        if x2 <= 0 or y2 <= 0 or x1 >= 1 or y1 >= 1:
+            problems.append(Problem(path, "box outside the image", SKIPPED, f"line {k}"))
+            continue
+        if x1 < 0 or y1 < 0 or x2 > 1 or y2 > 1:
+            problems.append(Problem(path, "box partly outside the image", FIXED, f"line {k}: clipped"))
+            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
+            if poly is not None:
+                poly = poly.clip(0, 1)
+        key = tuple(round(v, 6) for v in nums)
+        if key in seen:
+            problems.append(Problem(path, "duplicate row", FIXED, f"line {k}: dropped"))
+            continue
+        seen.add(key)
+        classes.append(int(cls))
+        boxes.append([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        if poly is not None:
+            polygons.append(poly)
+    if polygons and len(polygons) != len(classes):
+        polygons = []
+    return (np.asarray(classes, dtype=np.int64), np.asarray(boxes, dtype=np.float32).reshape(-1, 4), polygons,
+            problems)
+
+
+def _check_one(image: Path, nc: int) -> tuple[CheckedImage | None, list[Problem]]:
+    try:
+        size, problems = inspect_image(image)
+    except FileNotFoundError:
+        return None, [Problem(image, "image missing", SKIPPED)]
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as err:
+        kind = "image truncated" if "truncated" in str(err).lower() else "image empty or corrupt"
+        return None, [Problem(image, kind, SKIPPED, str(err)[:80])]
+    labels = label_path(image)
+    try:
+        classes, boxes, polygons, label_problems = parse_labels(labels, nc)
+    except (OSError, ValueError) as err:
+        return None, [*problems, Problem(labels, "label file unreadable", SKIPPED, str(err)[:80])]
+    return CheckedImage(image, size, classes, boxes, polygons), problems + label_problems
+
+
+def _encode(item: CheckedImage | None, problems: list[Problem]) -> dict:
+    return {
+        "image": None if item is None else {"size": list(item.size), "classes": item.classes.tolist(),
+                                            "boxes": item.boxes.tolist(),
+                                            "segments": [s.tolist() for s in item.segments]},
+        "problems": [[str(p.path), p.kind, p.action, p.detail] for p in problems],
+    }
+
+
+def _decode(path: Path, entry: dict) -> tuple[CheckedImage | None, list[Problem]]:
+    problems = [Problem(Path(p), k, a, d) for p, k, a, d in entry["problems"]]
+    im = entry["image"]
+    if im is None:
+        return None, problems
+    return CheckedImage(path, tuple(im["size"]), np.asarray(im["classes"], dtype=np.int64),
+                        np.asarray(im["boxes"], dtype=np.float32).reshape(-1, 4),
+                        [np.asarray(s, dtype=np.float32) for s in im["segments"]]), problems
+
+
+def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = True) -> SplitReport:
+    """Check a YOLO-format split; raise :class:`DatasetError` if no usable image is left."""
+    files = image_files(sources)
+    cache_path = None
+    entries: dict = {}
+    if cache and files:
+        cache_path = label_path(files[0]).parent.with_suffix(".cache.json")
+        try:
+            data = json.loads(cache_path.read_text())
+            if data.get("version") == CACHE_VERSION and data.get("nc") == nc:
+                entries = data["entries"]
+        except (OSError, ValueError, KeyError):
+            entries = {}
+    images, problems, fresh = [], [], {}
+    for image in files:
+        key = _digest(image, label_path(image))
+        entry = entries.get(str(image))
+        if entry is None or entry.get("key") != key:
+            entry = {"key": key, **_encode(*_check_one(image, nc))}
+        fresh[str(image)] = entry
+        item, found = _decode(image, entry)
+        problems += found
+        if item is not None:
+            images.append(item)
+    if cache_path is not None:
+        try:
+            tmp = cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "nc": nc, "entries": fresh}))
+            os.replace(tmp, cache_path)
+        except OSError as err:  # read-only dataset: no cache
+            warnings.warn(f"cannot write label cache {cache_path}: {err}", RuntimeWarning, stacklevel=2)
+    if warn:
+        for p in problems:
+            warnings.warn(str(p), RuntimeWarning, stacklevel=2)
+    if not images:
+        raise DatasetError(f"no usable image in {', '.join(map(str, sources))}: {len(files)} files, "
+                           f"{len(problems)} problems (run python -m yolov7lib.data.check)")
+    return SplitReport(images, problems, nc)
+
+
+def report(config: DataConfig, split: str, rep: SplitReport) -> str:
+    """The human-readable report of one split."""
+    lines = [f"[{split}] {len(rep.images)} usable images, {sum(len(i.classes) for i in rep.images)} objects, "
+             f"{sum(1 for i in rep.images if len(i.classes) == 0)} without objects"]
+    hist = rep.class_histogram()
+    width = max(1, int(hist.max()) if hist.size else 1)
+    for name, n in zip(config.names, hist):
+        lines.append(f"  {name:>16s} {n:7d} {'#' * int(40 * n / width)}")
+    lines.append("  box sizes: " + ", ".join(f"{k} {v}" for k, v in rep.size_histogram().items()))
+    if rep.problems:
+        lines.append("  problems:")
+        for (action, kind), n in sorted(rep.summary.items()):
+            lines.append(f"    {n:5d} {action} {kind}")
+        lines += [f"    {p}" for p in rep.problems]
+    else:
+        lines.append("  no problems")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yolov7lib.data.check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="data YAML (train / val / nc / names)")
+    parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args(argv)
+    config = DataConfig.load(args.data)
+    status = 0
+    for split in ("train", "val"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rep = load_split(getattr(config, split), config.nc, cache=not args.no_cache, warn=False)
+        except (DatasetError, FileNotFoundError) as err:
+            print(f"[{split}] ERROR: {err}")
+            status = 1
+            continue
+        print(report(config, split, rep))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
