@@ -165,3 +165,23 @@ def test_assignment_survives_running_out_of_memory(monkeypatch):
     with pytest.warns(RuntimeWarning, match="ran out of memory"):
         out = loss_of(p, t)
     assert out.loss.item() == expected.loss.item()
+
+
+def test_objectness_pos_weight():
+    p, t = preds(), targets()
+    plain = compute_loss(p, t, ANCHORS_P5, STRIDES, 3, LossHyp(), (128, 128))
+    weighted = compute_loss(p, t, ANCHORS_P5, STRIDES, 3, LossHyp(obj_pw=2.0), (128, 128))
+    unit = compute_loss(p, t, ANCHORS_P5, STRIDES, 3, LossHyp(obj_pw=1.0 + 1e-9), (128, 128))  # dense path
+    assert weighted.lobj.item() > plain.lobj.item()
+    assert unit.lobj.item() == pytest.approx(plain.lobj.item(), rel=1e-5)
+    weighted.loss.backward()
+    assert finite_grads(p)
+
+
+def test_custom_backward_equals_plain_autograd():
+    """The fused objectness/gather backward gives the gradients plain autograd gives."""
+    p1, p2, t = preds(seed=4), preds(seed=4), targets()
+    compute_loss(p1, t, ANCHORS_P5, STRIDES, 3, LossHyp(), (128, 128)).loss.backward()
+    compute_loss(p2, t, ANCHORS_P5, STRIDES, 3, LossHyp(obj_pw=1.0 + 1e-12), (128, 128)).loss.backward()
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-7, rtol=1e-4)

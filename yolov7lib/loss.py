@@ -108,31 +108,31 @@ class LossOutput:
         return torch.stack((self.lbox, self.lobj, self.lcls, self.lbox + self.lobj + self.lcls))
 
 
-class _GatherCells(torch.autograd.Function):
-    """Objectness logits of every cell and the full rows of some cells of one level's output.
+class _LevelTerms(torch.autograd.Function):
+    """``Σ softplus(pred[..., 4])`` over every cell, and the full rows ``pred[b, a, gj, gi]`` of the
+    positives, from one level's raw output.
 
-    Same values as ``pred[..., 4]`` and ``pred[b, a, gj, gi]``, but the backward writes both
-    gradients into a single zero tensor instead of materialising and adding two full-size ones:
-    the backward of the loss is then no slower than the forward.
+    The dense part of the objectness BCE is computed here without copying the objectness channel,
+    and the backward writes both gradients into one zero tensor (``σ(x)`` into channel 4, the rows'
+    gradients at their cells) instead of materialising and adding full-size tensors.
     """
 
     @staticmethod
     def forward(ctx, pred: torch.Tensor, cells: torch.Tensor):
         flat = pred.reshape(-1, pred.shape[-1])
-        ctx.save_for_backward(cells)
-        ctx.shape = pred.shape
-        return flat[:, 4].contiguous(), flat[cells]
+        ctx.save_for_backward(pred, cells)
+        ctx.set_materialize_grads(False)
+        return F.softplus(flat[:, 4].float()).sum(), flat[cells]
 
     @staticmethod
-    def backward(ctx, grad_obj: torch.Tensor | None, grad_rows: torch.Tensor | None):
-        (cells,) = ctx.saved_tensors
-        ref = grad_obj if grad_obj is not None else grad_rows
-        grad = ref.new_zeros(ctx.shape)
-        flat = grad.view(-1, ctx.shape[-1])
-        if grad_obj is not None:
-            flat[:, 4] = grad_obj
+    def backward(ctx, grad_sum: torch.Tensor | None, grad_rows: torch.Tensor | None):
+        pred, cells = ctx.saved_tensors
+        grad = torch.zeros_like(pred)
+        flat = grad.view(-1, pred.shape[-1])
+        if grad_sum is not None:
+            flat[:, 4] = torch.sigmoid(pred.reshape(-1, pred.shape[-1])[:, 4].float()).mul_(grad_sum)
         if grad_rows is not None:
-            flat.index_add_(0, cells, grad_rows)
+            flat.index_add_(0, cells, grad_rows.to(grad.dtype))
         return grad, None
 
 
@@ -148,28 +148,30 @@ def _last_occurrence(cells: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def _objectness_loss(obj: torch.Tensor, ps: torch.Tensor, cells: torch.Tensor, values: torch.Tensor,
-                     pos_weight: float) -> torch.Tensor:
+def _objectness_loss(pred: torch.Tensor, dense: torch.Tensor, ps: torch.Tensor, cells: torch.Tensor,
+                     values: torch.Tensor, pos_weight: float) -> torch.Tensor:
     """Mean BCE of every cell's objectness logit against CIoU targets at the positives, 0 elsewhere.
 
-    With ``pos_weight == 1`` (all official hyps) ``BCE(x, t) = softplus(x) − t·x`` and the targets
-    are non-zero only at positives, so no dense target tensor is built.
+    With ``pos_weight == 1`` (all official hyps) ``BCE(x, t) = softplus(x) − t·x``: the dense sum
+    ``dense = Σ softplus(x)`` comes from :class:`_LevelTerms` and the targets are non-zero only at
+    positives, so no dense target tensor is built.
     """
     keep = _last_occurrence(cells)
+    n = pred[..., 4].numel()
     if pos_weight == 1.0:
-        x = obj.float()
-        positive = (ps[keep, 4].float() * values[keep]).sum() if keep.any() else x.new_zeros(())
-        return (F.softplus(x).sum() - positive) / x.numel()
-    target = torch.zeros_like(obj, dtype=torch.float32)
+        positive = (ps[keep, 4].float() * values[keep]).sum() if keep.any() else dense.new_zeros(())
+        return (dense - positive) / n
+    target = torch.zeros(pred.shape[:4], dtype=torch.float32, device=pred.device).view(-1)
     target[cells[keep]] = values[keep]
-    return F.binary_cross_entropy_with_logits(obj.float(), target, pos_weight=obj.new_tensor([pos_weight]).float())
+    return F.binary_cross_entropy_with_logits(pred[..., 4].float().reshape(-1), target,
+                                              pos_weight=target.new_tensor([pos_weight]))
 
 
 def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, obj_pw):
     """(box, obj, cls) loss terms of one level of one head."""
     _, na, ny, nx, _ = pred.shape
     cells = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
-    obj, ps = _GatherCells.apply(pred, cells)
+    dense, ps = _LevelTerms.apply(pred, cells)
     zero = pred.new_zeros((), dtype=torch.float32)
     lbox, lcls, tobj_values = zero, zero, pred.new_zeros(0, dtype=torch.float32)
     if len(pos):
@@ -186,7 +188,7 @@ def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, obj_p
             t = torch.full_like(psf[:, 5:], cn)
             t[torch.arange(len(pos), device=ps.device), targets[pos.target, 1].long()] = cp
             lcls = bce_cls(psf[:, 5:], t)
-    return lbox, _objectness_loss(obj, ps, cells, tobj_values, obj_pw), lcls
+    return lbox, _objectness_loss(pred, dense, ps, cells, tobj_values, obj_pw), lcls
 
 
 def compute_loss(
