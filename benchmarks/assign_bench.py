@@ -10,6 +10,8 @@ A last row runs ours on one image with 1,000 targets.
 The official code comes from ``yolov7-package==0.0.13`` (``make bench-install``)::
 
     python benchmarks/assign_bench.py [--device cpu] [--repeats 3] [--csv results/bench/assign_cpu.csv]
+
+Medians over runs filling ``--min-seconds`` (at least ``--repeats``; one run for calls over 5 s).
 """
 
 from __future__ import annotations
@@ -175,7 +177,8 @@ def agree(model_name, per_image, batch, size, device) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="at least this many timed runs (under 5 s each)")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="repeat short runs to fill this time")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--targets", type=int, nargs="+", default=[10, 50, 200])
@@ -195,8 +198,11 @@ def main() -> None:
             for impl in ("official", "ours"):
                 fn, preds = run_once(impl, model_name, per_image, args.batch, args.size, args.device)
                 fn().sum().backward()  # warm-up
-                repeats = args.repeats if impl == "ours" or per_image < 200 else 1
-                t[impl] = timed(fn, preds, repeats, args.device)
+                start = time.perf_counter()
+                fn().sum().backward()  # second warm-up, which also sizes the number of repeats
+                once = time.perf_counter() - start
+                repeats = max(1, min(25, int(args.min_seconds / once))) if once < args.min_seconds else 1
+                t[impl] = timed(fn, preds, max(repeats, args.repeats if once < 5 else 1), args.device)
             mem = {impl: peak_memory_mib(impl, model_name, per_image, args.batch, args.size, args.device)
                    for impl in ("official", "ours")}
             (of, ot), (uf, ut) = t["official"], t["ours"]

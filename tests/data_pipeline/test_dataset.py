@@ -1,0 +1,84 @@
+"""The augmentation recipe and the validation protocol, on the synthetic dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from yolov7lib.data.augment import letterbox, random_perspective
+from yolov7lib.data.check import load_split
+from yolov7lib.data.dataset import DetectionDataset
+from yolov7lib.data.synthetic import generate
+from yolov7lib.hyp import HYPS, P5, TINY
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    generate(out, train=12, val=6, size=160, seed=5, workers=1)
+    return load_split([out / "images" / "train"], 8, warn=False).images
+
+
+def test_hyp_presets():
+    assert HYPS["p6"].lrf == 0.2 and HYPS["p5"].lrf == 0.1
+    assert (TINY.cls, TINY.obj, TINY.scale, TINY.mixup) == (0.5, 1.0, 0.5, 0.05)
+    assert P5.loss().cls == 0.3
+
+
+def test_training_samples_are_deterministic_and_valid(split):
+    ds = DetectionDataset(split, img_size=128, hyp=P5, augment=True, seed=1)
+    for i in range(len(ds)):
+        img, targets, _, _ = ds[i]
+        assert img.shape == (3, 128, 128) and img.dtype == torch.uint8
+        assert ((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1)).all()
+        assert (targets[:, 4:] > 0).all() and (targets[:, 1] < 8).all()
+    a, b = ds[3], ds[3]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3][0], a[0])
+
+
+def test_mosaic_gathers_objects_from_several_images(split):
+    ds = DetectionDataset(split, img_size=128, hyp=P5, augment=True, seed=2)
+    counts = [len(ds[i][1]) for i in range(len(ds))]
+    singles = [len(im.classes) for im in split]
+    assert max(counts) > max(singles) or sum(counts) > sum(singles)
+
+
+def test_validation_rect_batches_with_pad(split):
+    ds = DetectionDataset(split, img_size=160, augment=False, rect=True, batch_size=4, pad=0.5)
+    img, targets, _, shapes = ds[0]
+    assert img.shape[1] % 32 == 0 and img.shape[2] % 32 == 0
+    assert max(img.shape[1:]) == 192  # ceil(160 / 32 + 0.5) * 32: the official 672 at 640
+    (h0, w0), ((rh, rw), (padw, padh)) = shapes
+    assert (h0, w0) == ds.images[0].size and rh == pytest.approx(1.0) and padw >= 0
+    images, batch_targets, paths, _ = DetectionDataset.collate([ds[0], ds[1]])
+    assert images.shape[0] == 2 and len(paths) == 2
+    assert set(batch_targets[:, 0].tolist()) <= {0.0, 1.0}
+
+
+def test_letterbox_keeps_boxes_aligned():
+    img = np.zeros((100, 200, 3), np.uint8)
+    out, r, (dw, dh) = letterbox(img, 128)
+    assert out.shape == (128, 128, 3) and r == pytest.approx(0.64) and dh == pytest.approx(32.0)
+
+
+def test_perspective_moves_boxes_with_the_image():
+    rng = np.random.default_rng(0)
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[40:60, 20:50] = 255
+    labels = np.array([[0, 20.0, 40.0, 50.0, 60.0]])
+    out, new = random_perspective(img, labels, [], rng, translate=0.1, scale=0.3)
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    assert new[0, 1] == pytest.approx(xs.min(), abs=2) and new[0, 3] == pytest.approx(xs.max() + 1, abs=2)
+    assert new[0, 2] == pytest.approx(ys.min(), abs=2) and new[0, 4] == pytest.approx(ys.max() + 1, abs=2)
+
+
+def test_loader_with_workers_matches_single_process(split):
+    ds = DetectionDataset(split, img_size=96, hyp=P5, augment=True, seed=3)
+    single = [ds[i][1] for i in range(4)]
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=DetectionDataset.collate)
+    multi = [t for _, t, _, _ in list(loader)[:4]]
+    for a, b in zip(single, multi):
+        torch.testing.assert_close(a[:, 1:], b[:, 1:])

@@ -1,0 +1,137 @@
+"""The paper's training augmentation (official ``utils/datasets.py``; algorithms.md §8).
+
+Pure functions on uint8 RGB images ``(H, W, 3)`` and labels ``(n, 5)`` rows ``(class, x1, y1, x2, y2)``
+in pixels; randomness comes from an explicit ``numpy.random.Generator``, so a sample's augmentation is
+fixed by ``(seed, epoch, index)`` in any worker process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+def letterbox(img: np.ndarray, new_shape: int | tuple[int, int], scaleup: bool = True,
+              color: int = PAD_VALUE) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio, then pad to ``new_shape`` (h, w); returns (image, ratio,
+    (pad_w, pad_h)), the padding split in two as the official code does."""
+    shape = img.shape[:2]
+    if isinstance(new_shape, int):
+        new_shape = (new_shape, new_shape)
+    r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
+    if not scaleup:
+        r = min(r, 1.0)
+    new_unpad = (round(shape[1] * r), round(shape[0] * r))
+    dw, dh = (new_shape[1] - new_unpad[0]) / 2, (new_shape[0] - new_unpad[1]) / 2
+    if shape[::-1] != new_unpad:
+        img = cv2.resize(img, new_unpad, interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(color,) * 3)
+    return img, r, (dw, dh)
+
+
+def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float = 0.015, sgain: float = 0.7,
+                vgain: float = 0.4) -> np.ndarray:
+    """HSV jitter with lookup tables: gains ``U(−1, 1)·[h, s, v] + 1`` (hue wraps at 180)."""
+    r = rng.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
+    hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
+    x = np.arange(0, 256, dtype=np.int16)
+    lut_hue = ((x * r[0]) % 180).astype(np.uint8)
+    lut_sat = np.clip(x * r[1], 0, 255).astype(np.uint8)
+    lut_val = np.clip(x * r[2], 0, 255).astype(np.uint8)
+    hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_thr: float = 20,
+                   area_thr: float = 0.1, eps: float = 1e-16) -> np.ndarray:
+    """Boxes (4, n) that stay larger than ``wh_thr`` px, keep ``area_thr`` of their scaled area and
+    an aspect ratio below ``ar_thr``."""
+    w1, h1 = before[2] - before[0], before[3] - before[1]
+    w2, h2 = after[2] - after[0], after[3] - after[1]
+    ar = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
+    return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (ar < ar_thr)
+
+
+def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> list[np.ndarray]:
+    """Each polygon resampled to ``n`` points along its outline (closed)."""
+    out = []
+    for s in segments:
+        s = np.concatenate((s, s[:1]), 0)
+        x = np.linspace(0, len(s) - 1, n)
+        xp = np.arange(len(s))
+        out.append(np.stack([np.interp(x, xp, s[:, i]) for i in range(2)], 1))
+    return out
+
+
+def random_perspective(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray],
+                       rng: np.random.Generator, degrees: float = 0.0, translate: float = 0.1,
+                       scale: float = 0.5, shear: float = 0.0, perspective: float = 0.0,
+                       border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Random affine / perspective warp ``M = T·S·R·P·C``; boxes follow the segments when given.
+
+    ``border`` (negative halves in a mosaic) crops the output to the centre, as officially.
+    """
+    height = img.shape[0] + border[0] * 2
+    width = img.shape[1] + border[1] * 2
+    c = np.eye(3)
+    c[0, 2], c[1, 2] = -img.shape[1] / 2, -img.shape[0] / 2
+    p = np.eye(3)
+    p[2, 0], p[2, 1] = rng.uniform(-perspective, perspective), rng.uniform(-perspective, perspective)
+    r = np.eye(3)
+    a = rng.uniform(-degrees, degrees)
+    s = rng.uniform(1 - scale, 1.1 + scale)
+    r[:2] = cv2.getRotationMatrix2D(angle=a, center=(0, 0), scale=s)
+    sh = np.eye(3)
+    sh[0, 1] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
+    sh[1, 0] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
+    t = np.eye(3)
+    t[0, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * width
+    t[1, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * height
+    m = t @ sh @ r @ p @ c
+    if border[0] != 0 or border[1] != 0 or (m != np.eye(3)).any():
+        fill = (PAD_VALUE,) * 3
+        if perspective:
+            img = cv2.warpPerspective(img, m, dsize=(width, height), borderValue=fill)
+        else:
+            img = cv2.warpAffine(img, m[:2], dsize=(width, height), borderValue=fill)
+    n = len(labels)
+    if n:
+        new = np.zeros((n, 4))
+        use_segments = len(segments) == n and n > 0
+        if use_segments:
+            for i, seg in enumerate(resample_segments(segments)):
+                xy = np.ones((len(seg), 3))
+                xy[:, :2] = seg
+                xy = xy @ m.T
+                xy = xy[:, :2] / xy[:, 2:3] if perspective else xy[:, :2]
+                inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= width) & (xy[:, 1] <= height)
+                xs, ys = xy[inside, 0], xy[inside, 1]
+                new[i] = [xs.min(), ys.min(), xs.max(), ys.max()] if inside.any() else 0
+        else:
+            xy = np.ones((n * 4, 3))
+            xy[:, :2] = labels[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)
+            xy = xy @ m.T
+            xy = (xy[:, :2] / xy[:, 2:3] if perspective else xy[:, :2]).reshape(n, 8)
+            x, y = xy[:, [0, 2, 4, 6]], xy[:, [1, 3, 5, 7]]
+            new = np.stack((x.min(1), y.min(1), x.max(1), y.max(1)), 1)
+            new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
+            new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
+        keep = box_candidates(labels[:, 1:5].T * s, new.T, area_thr=0.01 if use_segments else 0.1)
+        labels = labels[keep]
+        labels[:, 1:5] = new[keep]
+    return img, labels
+
+
+def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.ndarray,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """MixUp (Zhang et al. 2018) with ``r ~ Beta(8, 8)``; labels of both images are kept."""
+    r = rng.beta(8.0, 8.0)
+    img = (img * r + img2 * (1 - r)).astype(np.uint8)
+    return img, np.concatenate((labels, labels2), 0)

@@ -1,0 +1,201 @@
+"""Detection dataset with the paper's training pipeline and the official validation protocol.
+
+Training samples (``augment=True``): mosaic of 4 (80 %) or 9 (20 %) images with probability
+``hyp.mosaic``, cropped back to ``img_size`` by a random perspective warp; MixUp of a second mosaic
+with probability ``hyp.mixup``; HSV jitter; up-down / left-right flips. Without mosaic: letterbox to
+``img_size`` then the random warp. Validation (``rect=True``): images sorted by aspect ratio,
+batches letterboxed (no upscaling) to ``ceil(shape·img_size/stride + pad)·stride`` with pad 0.5.
+
+Paste-in (``hyp.paste_in``) is not applied yet: the issue tracker says so.
+
+Every sample's randomness comes from ``numpy.random.default_rng((seed, epoch, index))``, so a run is
+reproducible whatever the number of loader workers; call :meth:`set_epoch` each epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..hyp import P5, Hyp
+from .augment import PAD_VALUE, augment_hsv, letterbox, mixup, random_perspective
+from .check import CheckedImage, load_rgb
+
+
+def _xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh: float = 0) -> np.ndarray:
+    out = np.empty_like(boxes, dtype=np.float64)
+    out[:, 0] = w * (boxes[:, 0] - boxes[:, 2] / 2) + padw
+    out[:, 1] = h * (boxes[:, 1] - boxes[:, 3] / 2) + padh
+    out[:, 2] = w * (boxes[:, 0] + boxes[:, 2] / 2) + padw
+    out[:, 3] = h * (boxes[:, 1] + boxes[:, 3] / 2) + padh
+    return out
+
+
+class DetectionDataset(Dataset):
+    """Items: ``(image uint8 (3, H, W) RGB, targets (n, 6) = (0, class, cx, cy, w, h) normalised,
+    path, (original (h, w), ((ratio_h, ratio_w), (pad_w, pad_h))))``."""
+
+    def __init__(self, images: list[CheckedImage], img_size: int = 640, hyp: Hyp = P5, augment: bool = False,
+                 rect: bool = False, batch_size: int = 16, stride: int = 32, pad: float = 0.0, seed: int = 0):
+        if not images:
+            raise ValueError("no images")
+        self.images, self.img_size, self.hyp, self.augment = images, img_size, hyp, augment
+        self.seed, self.epoch, self.stride = seed, 0, stride
+        self.rect = rect
+        self.mosaic_border = (-img_size // 2, -img_size // 2)
+        self.batch_shapes: np.ndarray | None = None
+        if rect:
+            aspect = np.array([im.size[0] / im.size[1] for im in images])
+            order = aspect.argsort()
+            self.images = [images[i] for i in order]
+            aspect = aspect[order]
+            nb = math.ceil(len(images) / batch_size)
+            self.batch_index = np.arange(len(images)) // batch_size
+            shapes = np.ones((nb, 2))
+            for b in range(nb):
+                ar = aspect[self.batch_index == b]
+                lo, hi = ar.min(), ar.max()
+                if hi < 1:
+                    shapes[b] = [hi, 1]
+                elif lo > 1:
+                    shapes[b] = [1, 1 / lo]
+            self.batch_shapes = np.ceil(shapes * img_size / stride + pad).astype(int) * stride
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """Image ``i`` resized so its long side is ``img_size``; (image, original hw, resized hw)."""
+        img = load_rgb(self.images[i].path)
+        h0, w0 = img.shape[:2]
+        r = self.img_size / max(h0, w0)
+        if r != 1:
+            interp = cv2.INTER_AREA if r < 1 and not self.augment else cv2.INTER_LINEAR
+            img = cv2.resize(img, (int(w0 * r), int(h0 * r)), interpolation=interp)
+        return img, (h0, w0), img.shape[:2]
+
+    def _labels(self, i: int, w: float, h: float, padw: float = 0, padh: float = 0):
+        im = self.images[i]
+        labels = np.zeros((len(im.classes), 5))
+        labels[:, 0] = im.classes
+        labels[:, 1:] = _xywhn_to_xyxy(im.boxes, w, h, padw, padh)
+        segments = [s * [w, h] + [padw, padh] for s in im.segments]
+        return labels, segments
+
+    def _mosaic4(self, index: int, rng: np.random.Generator):
+        s = self.img_size
+        yc, xc = (int(rng.uniform(-x, 2 * s + x)) for x in self.mosaic_border)
+        indices = [index, *rng.integers(0, len(self), 3).tolist()]
+        canvas = np.full((2 * s, 2 * s, 3), PAD_VALUE, dtype=np.uint8)
+        all_labels, all_segments = [], []
+        for k, i in enumerate(indices):
+            img, _, (h, w) = self.load_image(i)
+            if k == 0:  # top left
+                a = (max(xc - w, 0), max(yc - h, 0), xc, yc)
+                b = (w - (a[2] - a[0]), h - (a[3] - a[1]), w, h)
+            elif k == 1:  # top right
+                a = (xc, max(yc - h, 0), min(xc + w, 2 * s), yc)
+                b = (0, h - (a[3] - a[1]), min(w, a[2] - a[0]), h)
+            elif k == 2:  # bottom left
+                a = (max(xc - w, 0), yc, xc, min(2 * s, yc + h))
+                b = (w - (a[2] - a[0]), 0, w, min(a[3] - a[1], h))
+            else:  # bottom right
+                a = (xc, yc, min(xc + w, 2 * s), min(2 * s, yc + h))
+                b = (0, 0, min(w, a[2] - a[0]), min(a[3] - a[1], h))
+            canvas[a[1]:a[3], a[0]:a[2]] = img[b[1]:b[3], b[0]:b[2]]
+            labels, segments = self._labels(i, w, h, a[0] - b[0], a[1] - b[1])
+            all_labels.append(labels)
+            all_segments += segments
+        labels = np.concatenate(all_labels, 0)
+        np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
+        all_segments = [np.clip(x, 0, 2 * s) for x in all_segments]
+        return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
+
+    def _mosaic9(self, index: int, rng: np.random.Generator):
+        s = self.img_size
+        indices = [index, *rng.integers(0, len(self), 8).tolist()]
+        canvas = np.full((3 * s, 3 * s, 3), PAD_VALUE, dtype=np.uint8)
+        all_labels, all_segments = [], []
+        h0 = w0 = hp = wp = 0
+        for k, i in enumerate(indices):
+            img, _, (h, w) = self.load_image(i)
+            if k == 0:
+                h0, w0 = h, w
+            # (x1, y1) of the tile around the centre image, clockwise from the top
+            x1, y1 = [(s, s), (s, s - h), (s + wp, s - h), (s + w0, s), (s + w0, s + hp), (s + w0 - w, s + h0),
+                      (s + w0 - wp - w, s + h0), (s - w, s + h0 - h), (s - w, s + h0 - hp - h)][k]
+            cx1, cy1 = max(x1, 0), max(y1, 0)
+            cx2, cy2 = max(x1 + w, 0), max(y1 + h, 0)
+            canvas[cy1:cy2, cx1:cx2] = img[cy1 - y1:, cx1 - x1:][: cy2 - cy1, : cx2 - cx1]
+            labels, segments = self._labels(i, w, h, x1, y1)
+            all_labels.append(labels)
+            all_segments += segments
+            hp, wp = h, w
+        yc, xc = (int(rng.uniform(0, s)) for _ in self.mosaic_border)
+        canvas = canvas[yc:yc + 2 * s, xc:xc + 2 * s]
+        labels = np.concatenate(all_labels, 0)
+        labels[:, [1, 3]] -= xc
+        labels[:, [2, 4]] -= yc
+        np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
+        all_segments = [np.clip(x - [xc, yc], 0, 2 * s) for x in all_segments]
+        return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
+
+    def _warp(self, img, labels, segments, rng, border=(0, 0)):
+        h = self.hyp
+        return random_perspective(img, labels, segments, rng, h.degrees, h.translate, h.scale, h.shear,
+                                  h.perspective, border)
+
+    def _mosaic(self, index: int, rng: np.random.Generator):
+        return self._mosaic4(index, rng) if rng.random() < 0.8 else self._mosaic9(index, rng)
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        hyp = self.hyp
+        shapes = None
+        if self.augment and rng.random() < hyp.mosaic:
+            img, labels = self._mosaic(index, rng)
+            if rng.random() < hyp.mixup:
+                img2, labels2 = self._mosaic(int(rng.integers(0, len(self))), rng)
+                img, labels = mixup(img, labels, img2, labels2, rng)
+        else:
+            img, (h0, w0), (h, w) = self.load_image(index)
+            shape = self.batch_shapes[self.batch_index[index]] if self.rect else self.img_size
+            img, ratio, (padw, padh) = letterbox(img, tuple(shape) if self.rect else shape, scaleup=self.augment)
+            shapes = ((h0, w0), ((h / h0, w / w0), (padw, padh)))
+            labels, segments = self._labels(index, ratio * w, ratio * h, padw, padh)
+            if self.augment:
+                img, labels = self._warp(img, labels, segments, rng)
+        if self.augment:
+            img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
+        n = len(labels)
+        out = torch.zeros((n, 6))
+        if n:
+            ih, iw = img.shape[:2]
+            xyxy = labels[:, 1:5]
+            xywh = np.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2 / iw, (xyxy[:, 1] + xyxy[:, 3]) / 2 / ih,
+                             (xyxy[:, 2] - xyxy[:, 0]) / iw, (xyxy[:, 3] - xyxy[:, 1]) / ih), 1)
+            out[:, 1] = torch.from_numpy(labels[:, 0])
+            out[:, 2:] = torch.from_numpy(xywh)
+        if self.augment:
+            if rng.random() < hyp.flipud:
+                img = np.flipud(img)
+                out[:, 3] = 1 - out[:, 3]
+            if rng.random() < hyp.fliplr:
+                img = np.fliplr(img)
+                out[:, 2] = 1 - out[:, 2]
+        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        return image, out, str(self.images[index].path), shapes
+
+    @staticmethod
+    def collate(batch):
+        images, targets, paths, shapes = zip(*batch)
+        for i, t in enumerate(targets):
+            t[:, 0] = i
+        return torch.stack(images, 0), torch.cat(targets, 0), list(paths), list(shapes)
