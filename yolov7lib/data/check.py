@@ -40,6 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -137,7 +138,15 @@ def inspect_image(path: Path) -> tuple[tuple[int, int], list[Problem]]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """An image as uint8 RGB ``(H, W, 3)`` in the upright frame, whatever its mode or bit depth."""
+    """An image as uint8 RGB ``(H, W, 3)`` in the upright frame, whatever its mode or bit depth.
+
+    JPEGs take OpenCV's fast path (which applies the EXIF orientation too); other files, which may
+    carry alpha or 16-bit samples, go through PIL.
+    """
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is not None:
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I"):

@@ -175,23 +175,24 @@ class DetectionDataset(Dataset):
         if self.augment:
             img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
         n = len(labels)
-        out = torch.zeros((n, 6))
+        out = np.zeros((n, 6), dtype=np.float32)
         if n:
             ih, iw = img.shape[:2]
             xyxy = labels[:, 1:5]
-            xywh = np.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2 / iw, (xyxy[:, 1] + xyxy[:, 3]) / 2 / ih,
-                             (xyxy[:, 2] - xyxy[:, 0]) / iw, (xyxy[:, 3] - xyxy[:, 1]) / ih), 1)
-            out[:, 1] = torch.from_numpy(labels[:, 0])
-            out[:, 2:] = torch.from_numpy(xywh)
+            out[:, 1] = labels[:, 0]
+            out[:, 2] = (xyxy[:, 0] + xyxy[:, 2]) / 2 / iw
+            out[:, 3] = (xyxy[:, 1] + xyxy[:, 3]) / 2 / ih
+            out[:, 4] = (xyxy[:, 2] - xyxy[:, 0]) / iw
+            out[:, 5] = (xyxy[:, 3] - xyxy[:, 1]) / ih
         if self.augment:
             if rng.random() < hyp.flipud:
-                img = np.flipud(img)
+                img = img[::-1]
                 out[:, 3] = 1 - out[:, 3]
             if rng.random() < hyp.fliplr:
-                img = np.fliplr(img)
+                img = img[:, ::-1]
                 out[:, 2] = 1 - out[:, 2]
         image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        return image, out, str(self.images[index].path), shapes
+        return image, torch.from_numpy(out), str(self.images[index].path), shapes
 
     @staticmethod
     def collate(batch):
