@@ -19,7 +19,7 @@ label file unreadable       the image is skipped                                
 row malformed / NaN / inf   the row is dropped                                       skipped
 class id < 0, >= nc, float  the row is dropped                                       skipped
 box size <= 0               the row is dropped                                       skipped
-box partly outside          clipped to the image                                     fixed
+box partly outside          clipped to the image (silently within 1e-4: rounding)   fixed
 box wholly outside          the row is dropped                                       skipped
 duplicate row               the duplicate is dropped                                 fixed
 ==========================  =======================================================  ========
@@ -46,8 +46,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .formats import DataConfig, image_files, label_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 FIXED, SKIPPED = "fixed", "skipped"
+ROUNDING = 1e-4  # label files round coordinates: a box this little outside is clipped silently
 
 
 class DatasetError(RuntimeError):
@@ -205,8 +206,9 @@ def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.n
         if x2 <= 0 or y2 <= 0 or x1 >= 1 or y1 >= 1:
             problems.append(Problem(path, "box outside the image", SKIPPED, f"line {k}"))
             continue
-        if x1 < 0 or y1 < 0 or x2 > 1 or y2 > 1:
+        if min(x1, y1) < -ROUNDING or max(x2, y2) > 1 + ROUNDING:
             problems.append(Problem(path, "box partly outside the image", FIXED, f"line {k}: clipped"))
+        if min(x1, y1) < 0 or max(x2, y2) > 1:  # beyond the rounding of label files: also reported
             x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
             if poly is not None:
                 poly = poly.clip(0, 1)
@@ -300,6 +302,14 @@ def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = Tr
     return SplitReport(images, problems, nc)
 
 
+def _shown(path: Path, root: Path) -> str:
+    """A path relative to the dataset root where possible (reports carry no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def report(config: DataConfig, split: str, rep: SplitReport) -> str:
     """The human-readable report of one split."""
     lines = [f"[{split}] {len(rep.images)} usable images, {sum(len(i.classes) for i in rep.images)} objects, "
@@ -313,7 +323,8 @@ def report(config: DataConfig, split: str, rep: SplitReport) -> str:
         lines.append("  problems:")
         for (action, kind), n in sorted(rep.summary.items()):
             lines.append(f"    {n:5d} {action} {kind}")
-        lines += [f"    {p}" for p in rep.problems]
+        lines += [f"    {p.action:7s} {p.kind}: {_shown(p.path, config.root)}" + (f" ({p.detail})" if p.detail else "")
+                  for p in rep.problems]
     else:
         lines.append("  no problems")
     return "\n".join(lines)
