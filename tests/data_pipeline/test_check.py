@@ -149,3 +149,18 @@ def test_check_cli(corpus, capsys):
     assert main([str(corpus / "data.yaml")]) == 0
     out = capsys.readouterr().out
     assert "[train]" in out and "skipped image missing" in out and "box sizes" in out
+
+
+def test_strict_reader_refuses_bad_rows(tmp_path):
+    from yolov7lib.data import read_yolo
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    (images / "a.jpg").write_bytes(jpeg())
+    (labels / "a.txt").write_text("5 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ValueError, match="bad class id"):
+        read_yolo([images], NC)
+    (labels / "a.txt").write_text("2 0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5\n")
+    (sample,) = read_yolo([images], NC)
+    assert sample.classes.tolist() == [2] and len(sample.segments) == 1 and sample.size == (48, 64)

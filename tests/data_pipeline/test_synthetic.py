@@ -28,7 +28,7 @@ def test_layout_and_data_yaml(dataset):
 
 def test_yolo_and_coco_labels_agree(dataset):
     cfg = DataConfig.load(dataset / "data.yaml")
-    yolo = read_yolo(cfg.train)
+    yolo = read_yolo(cfg.train, cfg.nc)
     coco, names, cat_ids = read_coco(dataset / "annotations" / "instances_train.json")
     assert names == list(CLASSES) and cat_ids == list(range(1, len(CLASSES) + 1))
     assert len(yolo) == len(coco) == 48

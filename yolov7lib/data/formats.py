@@ -3,7 +3,8 @@
 Both readers return :class:`Sample` records: an image path, boxes ``(n, 4)`` in pixels (xyxy),
 class indices ``(n,)`` and, where the labels give them, polygon segments in pixels (the official
 recipe warps boxes through segments). A YOLO label row with more than 5 values is a polygon
-``class x1 y1 x2 y2 ...`` whose box is the polygon's extent, as officially.
+``class x1 y1 x2 y2 ...`` whose box is the polygon's extent, as officially (rows are parsed by
+:func:`yolov7lib.data.check.parse_labels`).
 """
 
 from __future__ import annotations
@@ -104,38 +105,6 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def parse_yolo_rows(text: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """YOLO label text -> (classes (n,), boxes (n, 4) normalised xywh, polygons (normalised xy)).
-
-    Raises ``ValueError`` on rows that are not numbers or have a wrong length.
-    """
-    classes, boxes, polygons = [], [], []
-    for k, line in enumerate(text.splitlines(), 1):
-        values = line.split()
-        if not values:
-            continue
-        try:
-            nums = [float(v) for v in values]
-        except ValueError as err:
-            raise ValueError(f"line {k}: not numbers: {line!r}") from err
-        if len(nums) == 5:
-            classes.append(nums[0])
-            boxes.append(nums[1:])
-        elif len(nums) > 6 and len(nums) % 2 == 1:
-            poly = np.asarray(nums[1:], dtype=np.float32).reshape(-1, 2)
-            x1, y1 = poly.min(0)
-            x2, y2 = poly.max(0)
-            classes.append(nums[0])
-            boxes.append([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-            polygons.append(poly)
-        else:
-            raise ValueError(f"line {k}: expected 5 values or a polygon, got {len(nums)}")
-    if polygons and len(polygons) != len(classes):
-        polygons = []  # mixed rows: boxes only, as officially
-    return (np.asarray(classes, dtype=np.float32), np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-            polygons)
-
-
 def read_coco(annotations: str | os.PathLike, images_dir: str | os.PathLike | None = None,
               contiguous: bool = True) -> tuple[list[Sample], list[str], list[int]]:
     """Samples of a COCO instances JSON (pycocotools); crowd annotations are skipped.
@@ -182,24 +151,26 @@ class _quiet:
         self._redirect.__exit__(*exc)
 
 
-def read_yolo(sources: Sequence[Path]) -> list[Sample]:
-    """Samples of a YOLO-format split (label files beside ``images/`` in ``labels/``).
+def read_yolo(sources: Sequence[Path], nc: int) -> list[Sample]:
+    """Samples of a YOLO-format split (label files beside ``images/`` in ``labels/``), strictly.
 
-    Image sizes are read from the file headers; missing label files mean "no objects". Rows that
-    cannot be parsed raise ``ValueError`` naming the file (the data checker reports them instead).
+    Image sizes are read from the file headers; missing label files mean "no objects". Any row the
+    checker would drop raises ``ValueError`` naming the file; use
+    :func:`yolov7lib.data.check.load_split` to fix or skip bad data instead.
     """
     from PIL import Image
+
+    from .check import SKIPPED, parse_labels
 
     samples = []
     for image in image_files(sources):
         with Image.open(image) as im:
             width, height = im.size
         labels = label_path(image)
-        text = labels.read_text() if labels.exists() else ""
-        try:
-            classes, xywh, polygons = parse_yolo_rows(text)
-        except ValueError as err:
-            raise ValueError(f"{labels}: {err}") from err
+        classes, xywh, polygons, problems = parse_labels(labels, nc)
+        bad = [p for p in problems if p.action == SKIPPED]
+        if bad:
+            raise ValueError(f"{labels}: {bad[0].kind} ({bad[0].detail})")
         scale = np.array([width, height, width, height], dtype=np.float32)
         xyxy = np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1) * scale
         segments = [p * scale[:2] for p in polygons]
