@@ -82,3 +82,36 @@ def test_loader_with_workers_matches_single_process(split):
     multi = [t for _, t, _, _ in list(loader)[:4]]
     for a, b in zip(single, multi):
         torch.testing.assert_close(a[:, 1:], b[:, 1:])
+
+
+def test_paste_in_adds_objects_in_free_places(split):
+    from dataclasses import replace
+
+    plain = DetectionDataset(split, img_size=128, hyp=replace(P5, paste_in=0.0, mixup=0.0), augment=True, seed=4)
+    pasted = DetectionDataset(split, img_size=128, hyp=replace(P5, paste_in=1.0, mixup=0.0), augment=True, seed=4)
+    more = 0
+    for i in range(len(split)):
+        a, b = plain[i][1], pasted[i][1]
+        assert len(b) >= len(a)
+        more += len(b) - len(a)
+        assert ((b[:, 2:] >= 0) & (b[:, 2:] <= 1)).all()
+    assert more > 0
+
+
+def test_paste_in_unit():
+    from yolov7lib.data.augment import box_ioa, cut_out, paste_in
+
+    rng = np.random.default_rng(0)
+    src = np.zeros((200, 200, 3), np.uint8)
+    src[50:150, 50:150] = 200
+    square = np.array([[50, 50], [149, 50], [149, 149], [50, 149]], np.float32)
+    cutouts = cut_out(src, np.array([[3, 50.0, 50.0, 150.0, 150.0]]), [square], rng, fraction=1.0)
+    assert len(cutouts) == 1 and cutouts[0][0] == 3 and cutouts[0][2].mean() > 250
+    img = np.zeros((300, 300, 3), np.uint8)
+    existing = np.array([[1, 0.0, 0.0, 100.0, 100.0]])
+    labels = paste_in(img, existing, cutouts, rng)
+    assert len(labels) > 1 and (labels[1:, 0] == 3).all()
+    for row in labels[1:]:
+        x1, y1, x2, y2 = row[1:].astype(int)
+        assert img[y1:y2, x1:x2].max() == 200  # the pasted pixels are there
+        assert box_ioa(row[1:], existing[:, 1:])[0] < 0.3

@@ -135,3 +135,67 @@ def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.nda
     r = rng.beta(8.0, 8.0)
     img = (img * r + img2 * (1 - r)).astype(np.uint8)
     return img, np.concatenate((labels, labels2), 0)
+
+
+PASTE_SCALES = (0.75,) * 2 + (0.5,) * 4 + (0.25,) * 4 + (0.125,) * 4 + (0.0625,) * 6
+
+
+def box_ioa(box: np.ndarray, boxes: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Intersection of ``box`` (4,) with each of ``boxes`` (n, 4), over the area of each of ``boxes``."""
+    iw = (np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])).clip(0)
+    ih = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
+    return iw * ih / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + eps)
+
+
+def cut_out(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray], rng: np.random.Generator,
+            fraction: float = 0.5) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``round(fraction·n)`` random objects of an image as (class, crop, polygon mask) cut-outs."""
+    if not len(segments) or len(segments) != len(labels):
+        return []
+    out = []
+    for k in rng.permutation(len(labels))[: round(fraction * len(labels))]:
+        x1, y1, x2, y2 = np.round(labels[k, 1:5]).astype(int).clip(0, [img.shape[1], img.shape[0]] * 2)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(segments[k]).astype(np.int32)], 255)
+        out.append((int(labels[k, 0]), img[y1:y2, x1:x2].copy(), mask[y1:y2, x1:x2]))
+    return out
+
+
+def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, np.ndarray, np.ndarray]],
+             rng: np.random.Generator) -> np.ndarray:
+    """Paste object cut-outs into free places of ``img`` (in place); return the labels with theirs.
+
+    For each of 20 size slots (3/4 of the image down to 1/16, each skipped with p = 0.2) a random box
+    is drawn; where it overlaps no existing object by 30 % of that object's area and is over 20 px
+    wide and high, a random cut-out is scaled into it (aspect kept) and its masked pixels pasted
+    (when over 10 px wide and high, with over 60 masked pixels).
+    """
+    h, w = img.shape[:2]
+    if not cutouts:
+        return labels
+    for s in PASTE_SCALES:
+        if rng.random() < 0.2:
+            continue
+        bh, bw = int(rng.integers(1, max(int(h * s), 1) + 1)), int(rng.integers(1, max(int(w * s), 1) + 1))
+        x1 = max(0, int(rng.integers(0, w + 1)) - bw // 2)
+        y1 = max(0, int(rng.integers(0, h + 1)) - bh // 2)
+        x2, y2 = min(w, x1 + bw), min(h, y1 + bh)
+        if x2 <= x1 + 20 or y2 <= y1 + 20:
+            continue
+        if len(labels) and (box_ioa(np.array([x1, y1, x2, y2], np.float32), labels[:, 1:5]) >= 0.30).any():
+            continue
+        cls, crop, mask = cutouts[int(rng.integers(0, len(cutouts)))]
+        ch, cw = crop.shape[:2]
+        r = min((y2 - y1) / ch, (x2 - x1) / cw)
+        rw, rh = int(cw * r), int(ch * r)
+        if rw <= 10 or rh <= 10:
+            continue
+        m = cv2.resize(mask, (rw, rh)) > 0
+        if m.sum() <= 60:
+            continue
+        region = img[y1:y1 + rh, x1:x1 + rw]
+        region[m] = cv2.resize(crop, (rw, rh))[m]
+        labels = np.concatenate((labels.reshape(-1, 5), [[cls, x1, y1, x1 + rw, y1 + rh]]), 0)
+    return labels

@@ -6,7 +6,9 @@ with probability ``hyp.mixup``; HSV jitter; up-down / left-right flips. Without 
 ``img_size`` then the random warp. Validation (``rect=True``): images sorted by aspect ratio,
 batches letterboxed (no upscaling) to ``ceil(shape·img_size/stride + pad)·stride`` with pad 0.5.
 
-Paste-in (``hyp.paste_in``) is not applied yet: the issue tracker says so.
+Paste-in with probability ``hyp.paste_in`` (after HSV, so pasted objects keep their colours): at
+least 30 object cut-outs are taken from random 4-image mosaics (half of each mosaic's objects, cut
+along their polygon) and pasted into free places of the sample.
 
 Every sample's randomness comes from ``numpy.random.default_rng((seed, epoch, index))``, so a run is
 reproducible whatever the number of loader workers; call :meth:`set_epoch` each epoch.
@@ -22,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..hyp import P5, Hyp
-from .augment import PAD_VALUE, augment_hsv, letterbox, mixup, random_perspective
+from .augment import PAD_VALUE, augment_hsv, cut_out, letterbox, mixup, paste_in, random_perspective
 from .check import CheckedImage, load_rgb
 
 
@@ -89,7 +91,7 @@ class DetectionDataset(Dataset):
         segments = [s * [w, h] + [padw, padh] for s in im.segments]
         return labels, segments
 
-    def _mosaic4(self, index: int, rng: np.random.Generator):
+    def _mosaic4(self, index: int, rng: np.random.Generator, warp: bool = True):
         s = self.img_size
         yc, xc = (int(rng.uniform(-x, 2 * s + x)) for x in self.mosaic_border)
         indices = [index, *rng.integers(0, len(self), 3).tolist()]
@@ -116,6 +118,8 @@ class DetectionDataset(Dataset):
         labels = np.concatenate(all_labels, 0)
         np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
         all_segments = [np.clip(x, 0, 2 * s) for x in all_segments]
+        if not warp:
+            return canvas, labels, all_segments
         return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
 
     def _mosaic9(self, index: int, rng: np.random.Generator):
@@ -147,6 +151,18 @@ class DetectionDataset(Dataset):
         all_segments = [np.clip(x - [xc, yc], 0, 2 * s) for x in all_segments]
         return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
 
+    def _raw_mosaic(self, rng: np.random.Generator):
+        """A 4-image mosaic before the warp (the source of paste-in cut-outs)."""
+        return self._mosaic4(int(rng.integers(0, len(self))), rng, warp=False)
+
+    def _cutouts(self, rng: np.random.Generator, minimum: int = 30, attempts: int = 10):
+        cutouts = []
+        for _ in range(attempts):
+            if len(cutouts) >= minimum:
+                break
+            cutouts += cut_out(*self._raw_mosaic(rng), rng)
+        return cutouts
+
     def _warp(self, img, labels, segments, rng, border=(0, 0)):
         h = self.hyp
         return random_perspective(img, labels, segments, rng, h.degrees, h.translate, h.scale, h.shear,
@@ -174,6 +190,8 @@ class DetectionDataset(Dataset):
                 img, labels = self._warp(img, labels, segments, rng)
         if self.augment:
             img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
+            if rng.random() < hyp.paste_in:
+                labels = paste_in(img, labels, self._cutouts(rng), rng)
         n = len(labels)
         out = np.zeros((n, 6), dtype=np.float32)
         if n:

@@ -3,7 +3,7 @@
 ``python -m yolov7lib.data.synthetic --out DIR --train N --val M --size S --seed K`` writes::
 
     DIR/images/{train,val}/000000.jpg
-    DIR/labels/{train,val}/000000.txt          # YOLO: class cx cy w h (normalised)
+    DIR/labels/{train,val}/000000.txt          # YOLO with segments: class x1 y1 x2 y2 ... (normalised)
     DIR/annotations/instances_{train,val}.json  # COCO, with polygon segmentations
     DIR/data.yaml                               # train / val / nc / names (official data YAML)
 
@@ -160,9 +160,8 @@ def _write_one(args: tuple[Path, int, str, int, int]) -> list[dict]:
     records = []
     for a in anns:
         x1, y1, x2, y2 = a.box
-        lines.append(f"{a.cls} {(x1 + x2) / 2 / size:.6f} {(y1 + y2) / 2 / size:.6f} "
-                     f"{(x2 - x1) / size:.6f} {(y2 - y1) / size:.6f}")
         poly = a.polygon
+        lines.append(f"{a.cls} " + " ".join(f"{v / size:.6f}" for v in poly.reshape(-1)))
         area = 0.5 * abs(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1)))
         records.append({"category_id": a.cls + 1, "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2),
                         round(y2 - y1, 2)], "area": round(float(area), 2), "iscrowd": 0,
