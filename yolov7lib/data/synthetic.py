@@ -42,8 +42,8 @@ def _unit_polygon(name: str) -> np.ndarray:
         return 0.5 * np.stack((np.cos(t), np.sin(t)), 1)
     if name == "square":
         return np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
-    if name == "triangle":
-        return np.array([[0.0, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+    if name == "triangle":  # base midpoint included: polygons of >= 4 points, as official readers need
+        return np.array([[0.0, -0.5], [0.5, 0.5], [0.0, 0.5], [-0.5, 0.5]])
     if name == "diamond":
         return np.array([[0.0, -0.5], [0.5, 0.0], [0.0, 0.5], [-0.5, 0.0]])
     if name == "star":
