@@ -16,7 +16,6 @@ rather than O(boxes · candidates · classes).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .candidates import Candidates, find_candidates
 
@@ -100,7 +99,7 @@ def simota_match(
         y = (row[:, 5:].sigmoid() * row[:, 4:5].sigmoid()).sqrt()
         logits.append(torch.log(y / (1 - y)))
     boxes, logits = torch.cat(boxes), torch.cat(logits)
-    base_cost = F.softplus(logits).sum(1)  # Σ_c BCE(x_c, 0)
+    base_cost = (logits.clamp(min=0) + torch.log(1 + torch.exp(-logits.abs()))).sum(1)  # Σ_c BCE(x_c, 0)
 
     h, w = image_hw
     gt_box = xywh_to_xyxy(targets[:, 2:6].float() * torch.tensor([w, h, w, h], device=device))
