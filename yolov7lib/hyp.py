@@ -13,7 +13,9 @@ from .loss import LossHyp
 
 
 @dataclass(frozen=True)
-class Hyp:
+class Hyp(LossHyp):
+    """A full hyp file; the loss gains (box, cls, obj, cls_pw, obj_pw, anchor_t) come from LossHyp."""
+
     lr0: float = 0.01
     lrf: float = 0.1
     momentum: float = 0.937
@@ -21,13 +23,7 @@ class Hyp:
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
-    box: float = 0.05
-    cls: float = 0.3
-    cls_pw: float = 1.0
-    obj: float = 0.7
-    obj_pw: float = 1.0
     iou_t: float = 0.2
-    anchor_t: float = 4.0
     fl_gamma: float = 0.0
     hsv_h: float = 0.015
     hsv_s: float = 0.7
@@ -46,8 +42,7 @@ class Hyp:
     loss_ota: int = 1
 
     def loss(self) -> LossHyp:
-        return LossHyp(box=self.box, cls=self.cls, obj=self.obj, cls_pw=self.cls_pw, obj_pw=self.obj_pw,
-                       anchor_t=self.anchor_t)
+        return LossHyp.from_mapping(asdict(self))
 
     def to_dict(self) -> dict:
         return asdict(self)
