@@ -5,7 +5,7 @@ hyper-parameters (mosaic 4/9, MixUp, perspective through segments, HSV, paste-in
 through a ``DataLoader`` with 2 workers, in this process, and the script prints images/s and the
 ratio ours / official, for the full p5 recipe and for the same without paste-in.
 
-    python benchmarks/data_bench.py [--images 256] [--batches 12] [--workers 2] [--csv results/bench/data_cpu.csv]
+    python benchmarks/data_bench.py [--images 256] [--batches 60] [--workers 2] [--csv results/bench/data_cpu.csv]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/bench_synthetic"))
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", type=Path)

@@ -37,16 +37,17 @@ def letterbox(img: np.ndarray, new_shape: int | tuple[int, int], scaleup: bool =
 
 
 def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float = 0.015, sgain: float = 0.7,
-                vgain: float = 0.4) -> np.ndarray:
+                vgain: float = 0.4, bgr: bool = False) -> np.ndarray:
     """HSV jitter with lookup tables: gains ``U(−1, 1)·[h, s, v] + 1`` (hue wraps at 180)."""
     r = rng.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
-    hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
+    to_hsv, from_hsv = (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR) if bgr else (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)
+    hue, sat, val = cv2.split(cv2.cvtColor(img, to_hsv))
     x = np.arange(0, 256, dtype=np.int16)
     lut_hue = ((x * r[0]) % 180).astype(np.uint8)
     lut_sat = np.clip(x * r[1], 0, 255).astype(np.uint8)
     lut_val = np.clip(x * r[2], 0, 255).astype(np.uint8)
     hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return cv2.cvtColor(hsv, from_hsv)
 
 
 def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_thr: float = 20,

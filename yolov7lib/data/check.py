@@ -138,8 +138,8 @@ def inspect_image(path: Path) -> tuple[tuple[int, int], list[Problem]]:
     return (h, w), problems
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """An image as uint8 RGB ``(H, W, 3)`` in the upright frame, whatever its mode or bit depth.
+def load_rgb(path: Path, bgr: bool = False) -> np.ndarray:
+    """An image as uint8 ``(H, W, 3)`` RGB (or BGR) in the upright frame, whatever its mode or bit depth.
 
     JPEGs take OpenCV's fast path (which applies the EXIF orientation too); other files, which may
     carry alpha or 16-bit samples, go through PIL.
@@ -147,7 +147,7 @@ def load_rgb(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".jpg", ".jpeg"):
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is not None:
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            return img if bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I"):
@@ -158,7 +158,8 @@ def load_rgb(path: Path) -> np.ndarray:
             im = im.convert("RGBA")
             grey = Image.new("RGBA", im.size, (114, 114, 114, 255))
             im = Image.alpha_composite(grey, im)
-        return np.asarray(im.convert("RGB"))
+        rgb = np.asarray(im.convert("RGB"))
+        return np.ascontiguousarray(rgb[..., ::-1]) if bgr else rgb
 
 
 def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[Problem]]:

@@ -75,7 +75,7 @@ class DetectionDataset(Dataset):
 
     def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         """Image ``i`` resized so its long side is ``img_size``; (image, original hw, resized hw)."""
-        img = load_rgb(self.images[i].path)
+        img = load_rgb(self.images[i].path, bgr=True)  # BGR until the end, as OpenCV decodes
         h0, w0 = img.shape[:2]
         r = self.img_size / max(h0, w0)
         if r != 1:
@@ -189,7 +189,7 @@ class DetectionDataset(Dataset):
             if self.augment:
                 img, labels = self._warp(img, labels, segments, rng)
         if self.augment:
-            img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
+            img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, bgr=True)
             if rng.random() < hyp.paste_in:
                 labels = paste_in(img, labels, self._cutouts(rng), rng)
         n = len(labels)
@@ -209,7 +209,7 @@ class DetectionDataset(Dataset):
             if rng.random() < hyp.fliplr:
                 img = img[:, ::-1]
                 out[:, 2] = 1 - out[:, 2]
-        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        image = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))  # RGB, CHW
         return image, torch.from_numpy(out), str(self.images[index].path), shapes
 
     @staticmethod
