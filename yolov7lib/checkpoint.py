@@ -152,7 +152,7 @@ def load_model(path: str | os.PathLike) -> YOLOv7:
 
 
 def is_fused(model: nn.Module) -> bool:
-    return any(k.endswith(("rbr_reparam.weight", "conv.bias")) for k in model.state_dict())
+    return is_fused_layout(model.state_dict())
 
 
 # ---------------------------------------------------------------------------------------------

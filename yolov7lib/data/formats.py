@@ -9,6 +9,8 @@ recipe warps boxes through segments). A YOLO label row with more than 5 values i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,7 +119,7 @@ def read_coco(annotations: str | os.PathLike, images_dir: str | os.PathLike | No
     annotations = Path(annotations)
     images_dir = Path(images_dir) if images_dir else annotations.parent.parent / "images" / annotations.stem.split(
         "_", 1)[-1]
-    with _quiet():
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco = COCO(str(annotations))
     cat_ids = sorted(coco.getCatIds())
     names = [coco.cats[c]["name"] for c in cat_ids]
@@ -135,20 +137,6 @@ def read_coco(annotations: str | os.PathLike, images_dir: str | os.PathLike | No
         samples.append(Sample(images_dir / info["file_name"], boxes, classes, segments,
                               (info.get("height"), info.get("width")), image_id))
     return samples, names, cat_ids
-
-
-class _quiet:
-    """Silence pycocotools' prints."""
-
-    def __enter__(self):
-        import contextlib
-        import io
-
-        self._redirect = contextlib.redirect_stdout(io.StringIO())
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc):
-        self._redirect.__exit__(*exc)
 
 
 def read_yolo(sources: Sequence[Path], nc: int) -> list[Sample]:

@@ -68,7 +68,6 @@ class YOLOv7(nn.Module):
         super().__init__()
         self.model = nn.ModuleList(graph.layers)
         self.inputs = list(graph.inputs)
-        self.channels = list(graph.channels)
         self.config = config
         # outputs that a later layer reads other than as "the previous layer"
         self.save = frozenset(
