@@ -185,3 +185,14 @@ def test_custom_backward_equals_plain_autograd():
     compute_loss(p2, t, ANCHORS_P5, STRIDES, 3, LossHyp(obj_pw=1.0 + 1e-12), (128, 128)).loss.backward()
     for a, b in zip(p1, p2):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-7, rtol=1e-4)
+
+
+def test_loss_follows_the_heads_anchors():
+    model = build_model("yolov7-tiny", "training", nc=3).train()
+    criterion = YOLOv7Loss(model, LossHyp())
+    assert not list(criterion.parameters())
+    preds_, t = model(torch.rand(1, 3, 64, 64)), targets(bs=1)
+    before = criterion(preds_, t).loss.item()
+    with torch.no_grad():
+        model.head.anchors.mul_(2.0)
+    assert criterion(preds_, t).loss.item() != before

@@ -256,7 +256,11 @@ def compute_loss(
 
 class YOLOv7Loss(nn.Module):
     """The loss of a model, picked from its head: an auxiliary head gets the coarse-to-fine
-    lead-guided loss (``ComputeLossAuxOTA``), a lead-only head the plain OTA loss."""
+    lead-guided loss (``ComputeLossAuxOTA``), a lead-only head the plain OTA loss.
+
+    The anchors are read from the head at every call, so anchors changed after construction
+    (autoanchor, a loaded checkpoint) are used; the head is referenced, not registered.
+    """
 
     def __init__(
         self,
@@ -269,7 +273,7 @@ class YOLOv7Loss(nn.Module):
         head = model.head if hasattr(model, "head") else model
         self.nc, self.nl = head.nc, head.nl
         self.strides = list(head.strides)
-        self.register_buffer("anchors", head.anchors.detach().clone(), persistent=False)
+        object.__setattr__(self, "_head", head)  # not a submodule: its parameters stay the model's
         self.hyp = LossHyp.from_mapping(hyp)
         self.has_aux = hasattr(head, "m2")
         self.strategy: AuxStrategy = strategy or ("coarse_to_fine" if self.has_aux else "none")
@@ -278,5 +282,6 @@ class YOLOv7Loss(nn.Module):
     def forward(self, preds: Sequence[torch.Tensor], targets: torch.Tensor) -> LossOutput:
         ny, nx = preds[0].shape[2:4]
         image_hw = (int(ny * self.strides[0]), int(nx * self.strides[0]))
-        return compute_loss(preds, targets, list(self.anchors), self.strides, self.nc, self.hyp, image_hw,
-                            self.strategy, self.aux_decoder)
+        anchors = list(self._head.anchors.detach())
+        return compute_loss(preds, targets, anchors, self.strides, self.nc, self.hyp, image_hw, self.strategy,
+                            self.aux_decoder)
