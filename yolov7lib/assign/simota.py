@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ops import softplus
 from .candidates import Candidates, find_candidates
 
 
@@ -33,7 +34,7 @@ def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a + area_b - inter)
 
 
-def _group(keys: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _group(keys: torch.Tensor, groups: int) -> torch.Tensor:
     """Stable grouping of rows by ``keys``: a ``(groups, max_per_group)`` index padded with -1."""
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=groups)
@@ -42,7 +43,7 @@ def _group(keys: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]
     pos = torch.arange(keys.numel(), device=keys.device) - starts[keys[order]]
     index = torch.full((groups, max(width, 1)), -1, dtype=torch.long, device=keys.device)
     index[keys[order], pos] = order
-    return index, counts
+    return index
 
 
 def _k_smallest(cost: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -84,9 +85,8 @@ def simota_match(
     ]
     level = torch.cat([torch.full((len(c),), i, device=device, dtype=torch.long) for i, c in enumerate(found)])
     cand = Candidates(*(torch.cat([getattr(c, f) for c in found]) for f in ("b", "a", "gj", "gi", "target")))
-    empty = [Candidates(*(torch.zeros(0, dtype=torch.long, device=device),) * 5) for _ in range(nl)]
     if len(cand) == 0:
-        return empty
+        return [Candidates(*(torch.zeros(0, dtype=torch.long, device=device),) * 5) for _ in range(nl)]
 
     # predicted boxes (pixels, xyxy) and class logits of every candidate
     boxes, logits = [], []
@@ -99,13 +99,13 @@ def simota_match(
         y = (row[:, 5:].sigmoid() * row[:, 4:5].sigmoid()).sqrt()
         logits.append(torch.log(y / (1 - y)))
     boxes, logits = torch.cat(boxes), torch.cat(logits)
-    base_cost = (logits.clamp(min=0) + torch.log(1 + torch.exp(-logits.abs()))).sum(1)  # Σ_c BCE(x_c, 0)
+    base_cost = softplus(logits).sum(1)  # Σ_c BCE(x_c, 0)
 
     h, w = image_hw
     gt_box = xywh_to_xyxy(targets[:, 2:6].float() * torch.tensor([w, h, w, h], device=device))
     gt_img, gt_cls = targets[:, 0].long(), targets[:, 1].long()
-    cand_index, _ = _group(cand.b, bs)  # (bs, C) candidate rows per image, -1 = padding
-    gt_index, _ = _group(gt_img, bs)  # (bs, G) target rows per image
+    cand_index = _group(cand.b, bs)  # (bs, C) candidate rows per image, -1 = padding
+    gt_index = _group(gt_img, bs)  # (bs, G) target rows per image
 
     def pair_cost(rows: torch.Tensor, cands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(IoU, cost) of target rows (R,) against candidate indices (R, K); -1 = padding."""
