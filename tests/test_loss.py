@@ -196,3 +196,12 @@ def test_loss_follows_the_heads_anchors():
     with torch.no_grad():
         model.head.anchors.mul_(2.0)
     assert criterion(preds_, t).loss.item() != before
+
+
+def test_image_whose_targets_have_no_candidates():
+    """An image whose only target fits no anchor (a hair-thin box) gets no positives; others do."""
+    t = torch.tensor([[0, 1, 0.5, 0.5, 0.2, 0.2], [1, 2, 0.5, 0.5, 0.9, 0.002]])
+    out = loss_of(preds(), t)
+    assert torch.isfinite(out.loss)
+    images = torch.cat([p.b for p in out.lead])
+    assert (images == 0).any() and not (images == 1).any()

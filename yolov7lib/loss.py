@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .assign import AuxStrategy, Candidates, assign
-from .ops import softplus
 
 AuxDecoder = Literal["constrained", "free"]
 _DECODERS = {"constrained": (2.0, 0.5), "free": (3.0, 1.0)}
@@ -125,7 +124,7 @@ class _LevelTerms(torch.autograd.Function):
         ctx.save_for_backward(obj, cells)
         ctx.shape, ctx.dtype = pred.shape, pred.dtype
         ctx.set_materialize_grads(False)
-        return softplus(obj).sum(), flat[cells]
+        return F.softplus(obj).sum(), flat[cells]
 
     @staticmethod
     def backward(ctx, grad_sum: torch.Tensor | None, grad_rows: torch.Tensor | None):
@@ -151,47 +150,65 @@ def _last_occurrence(cells: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def _objectness_loss(pred: torch.Tensor, dense: torch.Tensor, ps: torch.Tensor, cells: torch.Tensor,
-                     values: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """Mean BCE of every cell's objectness logit against CIoU targets at the positives, 0 elsewhere.
+def _loss_terms(groups, targets: torch.Tensor, nc: int, hyp: LossHyp) -> tuple[torch.Tensor, ...]:
+    """Weighted (box, obj, cls) sums over ``groups``: one ``(pred, positives, anchors, decoder,
+    head weight, objectness weight)`` per level of each head.
 
-    With ``pos_weight == 1`` (all official hyps) ``BCE(x, t) = softplus(x) − t·x``: the dense sum
-    ``dense = Σ softplus(x)`` comes from :class:`_LevelTerms` and the targets are non-zero only at
-    positives, so no dense target tensor is built.
+    All groups' positives are decoded and scored in one pass; per-row weights turn the sums into the
+    official per-level means (``lbox``: mean over the level's positives; ``lcls``: over positives ×
+    classes; ``lobj``: over all cells). With ``obj_pw == 1`` (all official hyps)
+    ``BCE(x, t) = softplus(x) − t·x``: the dense sums come from :class:`_LevelTerms` and targets are
+    non-zero only at positives, so no dense target tensor is built.
     """
+    device = targets.device
+    rows, cells, wh, gij, tgt, table, counts, dense = [], [], [], [], [], [], [], []
+    offset = 0
+    for pred, pos, anchors, (scale, shift), head_w, obj_w in groups:
+        _, na, ny, nx, _ = pred.shape
+        c = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
+        level_dense, ps = _LevelTerms.apply(pred, c)
+        n, area = len(pos), pred.numel() // pred.shape[-1]
+        dense.append((level_dense, obj_w / area))
+        rows.append(ps)
+        cells.append(c + offset)  # distinct across groups, for the duplicate-cell rule
+        wh.append(anchors[pos.a])
+        gij.append(torch.stack((pos.gi, pos.gj), 1))
+        tgt.append(pos.target)
+        table.append((scale, shift, nx, ny, head_w / max(n, 1), head_w / max(n * nc, 1), obj_w / area))
+        counts.append(n)
+        offset += area
+    zero = torch.zeros((), device=device)
+    lbox, lobj, lcls = zero, sum((w * d for d, w in dense), zero), zero
+    ps = torch.cat(rows).float()
+    if not len(ps):
+        return lbox, lobj, lcls
+    group = torch.repeat_interleave(torch.arange(len(table), device=device), torch.tensor(counts, device=device))
+    t = torch.tensor(table, device=device)[group]
+    pxy = ps[:, :2].sigmoid() * t[:, :1] - t[:, 1:2]
+    pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * torch.cat(wh).float()
+    tgt = torch.cat(tgt)
+    tbox = targets[tgt, 2:6].float() * t[:, [2, 3, 2, 3]]
+    ciou = bbox_ciou(torch.cat((pxy, pwh), 1), torch.cat((tbox[:, :2] - torch.cat(gij), tbox[:, 2:]), 1))
+    lbox = ((1.0 - ciou) * t[:, 4]).sum()
+    cells = torch.cat(cells)
     keep = _last_occurrence(cells)
-    n = pred[..., 4].numel()
-    if pos_weight == 1.0:
-        positive = (ps[keep, 4].float() * values[keep]).sum() if keep.any() else dense.new_zeros(())
-        return (dense - positive) / n
-    target = torch.zeros(pred.shape[:4], dtype=torch.float32, device=pred.device).view(-1)
+    values = ciou.detach().clamp(0)
+    if nc > 1:
+        onehot = torch.full_like(ps[:, 5:], 0.5 * hyp.label_smoothing)
+        onehot[torch.arange(len(ps), device=device), targets[tgt, 1].long()] = 1.0 - 0.5 * hyp.label_smoothing
+        bce = F.binary_cross_entropy_with_logits(ps[:, 5:], onehot, reduction="none",
+                                                 pos_weight=ps.new_tensor([hyp.cls_pw]))
+        lcls = (bce.sum(1) * t[:, 5]).sum()
+    if hyp.obj_pw == 1.0:
+        return lbox, lobj - (ps[:, 4] * values * keep * t[:, 6]).sum(), lcls
+    # another pos_weight: the dense BCE, with its target tensor
+    target = torch.zeros(offset, device=device)
     target[cells[keep]] = values[keep]
-    return F.binary_cross_entropy_with_logits(pred[..., 4].float().reshape(-1), target,
-                                              pos_weight=target.new_tensor([pos_weight]))
-
-
-def _head_terms(pred, pos, targets, anchors, nc, decoder, cp, cn, bce_cls, obj_pw):
-    """(box, obj, cls) loss terms of one level of one head."""
-    _, na, ny, nx, _ = pred.shape
-    cells = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
-    dense, ps = _LevelTerms.apply(pred, cells)
-    zero = pred.new_zeros((), dtype=torch.float32)
-    lbox, lcls, tobj_values = zero, zero, pred.new_zeros(0, dtype=torch.float32)
-    if len(pos):
-        psf = ps.float()
-        scale, shift = decoder
-        pxy = psf[:, :2].sigmoid() * scale - shift
-        pwh = (psf[:, 2:4].sigmoid() * 2) ** 2 * anchors[pos.a].float()
-        tbox = targets[pos.target, 2:6].float() * torch.tensor([nx, ny, nx, ny], device=ps.device)
-        tbox = torch.cat((tbox[:, :2] - torch.stack((pos.gi, pos.gj), 1), tbox[:, 2:]), 1)
-        ciou = bbox_ciou(torch.cat((pxy, pwh), 1), tbox)
-        lbox = (1.0 - ciou).mean()
-        tobj_values = ciou.detach().clamp(0)
-        if nc > 1:
-            t = torch.full_like(psf[:, 5:], cn)
-            t[torch.arange(len(pos), device=ps.device), targets[pos.target, 1].long()] = cp
-            lcls = bce_cls(psf[:, 5:], t)
-    return lbox, _objectness_loss(pred, dense, ps, cells, tobj_values, obj_pw), lcls
+    lobj = zero
+    for (pred, *_, obj_w), tg in zip(groups, target.split([p.numel() // p.shape[-1] for p, *_ in groups])):
+        lobj = lobj + obj_w * F.binary_cross_entropy_with_logits(
+            pred[..., 4].float().reshape(-1), tg, pos_weight=tg.new_tensor([hyp.obj_pw]))
+    return lbox, lobj, lcls
 
 
 def compute_loss(
@@ -231,19 +248,12 @@ def compute_loss(
     topq = topq or (10 if nl == 3 else 20)
     lead_pos, aux_pos = assign(lead, aux, targets, anchors, list(strides), image_hw, topq, strategy,
                                hyp.anchor_t)
-    cp, cn = 1.0 - 0.5 * hyp.label_smoothing, 0.5 * hyp.label_smoothing
-    device = targets.device
-    bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp.cls_pw], device=device))
     weights = balance(nl)
-    lbox = lobj = lcls = torch.zeros((), device=device)
-    for i in range(nl):
-        b, o, c = _head_terms(lead[i], lead_pos[i], targets, anchors[i], nc, _DECODERS["constrained"],
-                              cp, cn, bce_cls, hyp.obj_pw)
-        lbox, lobj, lcls = lbox + b, lobj + weights[i] * o, lcls + c
-        if aux_pos is not None:
-            b, o, c = _head_terms(aux[i], aux_pos[i], targets, anchors[i], nc, _DECODERS[aux_decoder],
-                                  cp, cn, bce_cls, hyp.obj_pw)
-            lbox, lobj, lcls = lbox + aux_weight * b, lobj + aux_weight * weights[i] * o, lcls + aux_weight * c
+    groups = [(lead[i], lead_pos[i], anchors[i], _DECODERS["constrained"], 1.0, weights[i]) for i in range(nl)]
+    if aux_pos is not None:
+        groups += [(aux[i], aux_pos[i], anchors[i], _DECODERS[aux_decoder], aux_weight, aux_weight * weights[i])
+                   for i in range(nl)]
+    lbox, lobj, lcls = _loss_terms(groups, targets, nc, hyp)
     lbox, lobj, lcls = lbox * hyp.box, lobj * hyp.obj, lcls * hyp.cls
     loss = (lbox + lobj + lcls) * lead[0].shape[0]
     return LossOutput(loss, lbox.detach(), lobj.detach(), lcls.detach(), lead_pos, aux_pos)

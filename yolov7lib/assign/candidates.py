@@ -59,27 +59,39 @@ def find_candidates(
         radius: :data:`FINE` (0.5) or :data:`COARSE` (1.0).
         anchor_t: largest allowed ratio between target and anchor sides.
     """
-    ny, nx = grid
+    return find_level_candidates(targets, anchors[None], [grid], radius, anchor_t)[0]
+
+
+def find_level_candidates(
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    grids: list[tuple[int, int]],
+    radius: float = FINE,
+    anchor_t: float = 4.0,
+) -> tuple[Candidates, torch.Tensor]:
+    """Candidates of all levels at once, level by level, and the level of each.
+
+    ``anchors`` is ``(nl, na, 2)`` in grid units of each level, ``grids`` the ``(ny, nx)`` of each;
+    the other arguments are those of :func:`find_candidates`. Within a level the order is the
+    official one; doing all levels in one pass saves most of the per-operation overhead.
+    """
     device = targets.device
-    size = torch.tensor([nx, ny], device=device, dtype=targets.dtype)
-    gxy = targets[:, 2:4] * size
-    gwh = targets[:, 4:6] * size
-    ratio = gwh[None] / anchors[:, None]  # (na, T, 2)
-    fits = torch.max(ratio, 1.0 / ratio).max(2).values < anchor_t
-    anchor_idx, target_idx = fits.nonzero(as_tuple=True)  # anchor-major, as officially
-    gxy = gxy[target_idx]
-    gxi = size - gxy
+    size = torch.tensor([[nx, ny] for ny, nx in grids], device=device, dtype=targets.dtype)  # (nl, 2)
+    gxy = targets[None, :, 2:4] * size[:, None]  # (nl, T, 2)
+    ratio = (targets[None, :, 4:6] * size[:, None])[:, None] / anchors[:, :, None]  # (nl, na, T, 2)
+    fits = torch.max(ratio, 1.0 / ratio).amax(3) < anchor_t
+    level, anchor_idx, target_idx = fits.nonzero(as_tuple=True)  # level-, then anchor-major
+    gxy, lsize = gxy[level, target_idx], size[level]
+    gxi = lsize - gxy
     near = ((gxy % 1.0 < radius) & (gxy > 1.0)).T  # left, up
     far = ((gxi % 1.0 < radius) & (gxi > 1.0)).T  # right, down
     taken = torch.stack((torch.ones_like(near[0]), near[0], near[1], far[0], far[1]))
-    offset_idx, pair = taken.nonzero(as_tuple=True)  # offset-major
+    offset_idx, pair = taken.nonzero(as_tuple=True)  # offset-major ...
+    if len(grids) > 1:  # ... within each level
+        order = torch.argsort(level[pair], stable=True)
+        offset_idx, pair = offset_idx[order], pair[order]
     offsets = torch.tensor(_OFFSETS, device=device, dtype=targets.dtype)[offset_idx] * radius
-    gij = (gxy[pair] - offsets).long()
+    gij = torch.minimum((gxy[pair] - offsets).long(), lsize[pair].long() - 1).clamp(min=0)
     target = target_idx[pair]
-    return Candidates(
-        b=targets[target, 0].long(),
-        a=anchor_idx[pair],
-        gj=gij[:, 1].clamp(0, ny - 1),
-        gi=gij[:, 0].clamp(0, nx - 1),
-        target=target,
-    )
+    found = Candidates(b=targets[target, 0].long(), a=anchor_idx[pair], gj=gij[:, 1], gi=gij[:, 0], target=target)
+    return found, level[pair]

@@ -16,9 +16,9 @@ rather than O(boxes · candidates · classes).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from ..ops import softplus
-from .candidates import Candidates, find_candidates
+from .candidates import Candidates, find_level_candidates
 
 
 def xywh_to_xyxy(box: torch.Tensor) -> torch.Tensor:
@@ -53,11 +53,11 @@ def _k_smallest(cost: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     takes decides whether two boxes conflict over a cell. Taking the lowest index, as ``torch.topk``
     does on the official one-row-per-box calls, makes the result independent of chunking.
     """
-    kth = cost.topk(int(k.max()), dim=1, largest=False).values.gather(1, (k - 1)[:, None])
+    kth = cost.topk(max(int(k.max()), 1), dim=1, largest=False).values.gather(1, (k - 1).clamp(min=0)[:, None])
     below = cost < kth
     tied = cost == kth
     room = k[:, None] - below.sum(1, keepdim=True)
-    return below | (tied & (tied.cumsum(1) <= room))
+    return (below | (tied & (tied.cumsum(1) <= room))) & (k > 0)[:, None]
 
 
 def simota_match(
@@ -78,28 +78,24 @@ def simota_match(
     them (this fixes which of several targets sharing a cell sets its objectness target).
     """
     device, nl = targets.device, len(preds)
-    bs = preds[0].shape[0]
-    found = [
-        find_candidates(targets, anchors[i], (p.shape[2], p.shape[3]), radius, anchor_t)
-        for i, p in enumerate(preds)
-    ]
-    level = torch.cat([torch.full((len(c),), i, device=device, dtype=torch.long) for i, c in enumerate(found)])
-    cand = Candidates(*(torch.cat([getattr(c, f) for c in found]) for f in ("b", "a", "gj", "gi", "target")))
+    bs, na = preds[0].shape[:2]
+    grids = [(p.shape[2], p.shape[3]) for p in preds]
+    cand, level = find_level_candidates(targets, torch.stack(anchors), grids, radius, anchor_t)
     if len(cand) == 0:
         return [Candidates(*(torch.zeros(0, dtype=torch.long, device=device),) * 5) for _ in range(nl)]
+    counts = torch.bincount(level, minlength=nl).tolist()
 
     # predicted boxes (pixels, xyxy) and class logits of every candidate
-    boxes, logits = [], []
-    for i, (p, c) in enumerate(zip(preds, found)):
-        row = p.detach()[c.b, c.a, c.gj, c.gi].float()
-        grid = torch.stack((c.gi, c.gj), 1)
-        xy = (row[:, :2].sigmoid() * 2.0 - 0.5 + grid) * strides[i]
-        wh = (row[:, 2:4].sigmoid() * 2.0) ** 2 * anchors[i][c.a].float() * strides[i]
-        boxes.append(xywh_to_xyxy(torch.cat((xy, wh), 1)))
-        y = (row[:, 5:].sigmoid() * row[:, 4:5].sigmoid()).sqrt()
-        logits.append(torch.log(y / (1 - y)))
-    boxes, logits = torch.cat(boxes), torch.cat(logits)
-    base_cost = softplus(logits).sum(1)  # Σ_c BCE(x_c, 0)
+    shape = torch.tensor(grids, device=device)[level]  # (C, 2) ny, nx of the candidate's level
+    cells = ((cand.b * na + cand.a) * shape[:, 0] + cand.gj) * shape[:, 1] + cand.gi
+    row = torch.cat([p.detach().reshape(-1, p.shape[-1])[c] for p, c in zip(preds, cells.split(counts))]).float()
+    stride = torch.tensor(strides, device=device, dtype=torch.float32)[level, None]
+    xy = (row[:, :2].sigmoid() * 2.0 - 0.5 + torch.stack((cand.gi, cand.gj), 1)) * stride
+    wh = (row[:, 2:4].sigmoid() * 2.0) ** 2 * torch.stack(anchors).float()[level, cand.a] * stride
+    boxes = xywh_to_xyxy(torch.cat((xy, wh), 1))
+    y = (row[:, 5:].sigmoid() * row[:, 4:5].sigmoid()).sqrt()
+    logits = torch.log(y / (1 - y))
+    base_cost = F.softplus(logits).sum(1)  # Σ_c BCE(x_c, 0)
 
     h, w = image_hw
     gt_box = xywh_to_xyxy(targets[:, 2:6].float() * torch.tensor([w, h, w, h], device=device))
@@ -143,12 +139,10 @@ def simota_match(
         cost = cost.view(rows.shape).masked_fill(rows < 0, float("inf"))
         matched[shared] = rows.gather(1, cost.argmin(1, keepdim=True)).squeeze(1)
 
-    positive = times > 0
-    out = []
-    for i in range(nl):
-        sel = (positive & (level == i)).nonzero(as_tuple=True)[0]
-        sel = sel[torch.argsort(cand.b[sel], stable=True)]  # image by image, as officially
-        pos = cand.select(sel)
-        pos.target = matched[sel]
-        out.append(pos)
-    return out
+    # image by image within each level, as officially
+    sel = (times > 0).nonzero(as_tuple=True)[0]
+    sel = sel[torch.argsort(level[sel] * bs + cand.b[sel], stable=True)]
+    pos = cand.select(sel)
+    pos.target = matched[sel]
+    sizes = torch.bincount(level[sel], minlength=nl).tolist()
+    return [Candidates(*parts) for parts in zip(*(t.split(sizes) for t in (pos.b, pos.a, pos.gj, pos.gi, pos.target)))]
