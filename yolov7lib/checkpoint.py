@@ -241,3 +241,15 @@ def load_official_checkpoint(path: str | os.PathLike, form: Form | None = None) 
     if form == "deploy":
         return to_deploy(model)
     raise CheckpointError(f"{path} holds a deploy model; a training model cannot be recovered from it")
+
+
+def load_any(path: str | os.PathLike) -> YOLOv7:
+    """A model from one of our checkpoints or, failing that, from an official ``.pt`` file."""
+    try:
+        return load_model(path)
+    except CheckpointError as ours:
+        try:
+            return load_official_checkpoint(path)
+        except CheckpointError as official:
+            raise CheckpointError(f"{path}: neither a yolov7lib checkpoint ({ours}) nor an official one "
+                                  f"({official})") from official

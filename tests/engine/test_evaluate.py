@@ -1,0 +1,87 @@
+"""Evaluation protocol: multi-label NMS, box rescaling, COCO scoring, confusion matrix, figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from yolov7lib import build_model
+from yolov7lib.data.augment import letterbox
+from yolov7lib.data.check import load_split
+from yolov7lib.data.dataset import DetectionDataset
+from yolov7lib.data.formats import DataConfig
+from yolov7lib.evaluate import (
+    EvalResult,
+    coco_eval,
+    confusion_matrix,
+    evaluate,
+    ground_truth,
+    non_max_suppression,
+    scale_boxes,
+)
+
+
+def row(cx, cy, w, h, obj, *cls):
+    return [cx, cy, w, h, obj, *cls]
+
+
+def test_nms_multi_label_and_overlap():
+    pred = torch.tensor([[row(50, 50, 20, 20, 0.9, 0.9, 0.8),  # two classes above conf: two detections
+                          row(51, 50, 20, 20, 0.8, 0.9, 0.1),  # overlaps the first, same class: suppressed
+                          row(150, 150, 10, 10, 0.0005, 1.0, 1.0)]])  # below conf
+    det = non_max_suppression(pred, conf_thres=0.05, iou_thres=0.65)[0]
+    assert det.shape == (2, 6)
+    assert sorted(det[:, 5].tolist()) == [0.0, 1.0]
+    torch.testing.assert_close(det[det[:, 5] == 0, :4], torch.tensor([[40.0, 40.0, 60.0, 60.0]]))
+    single = non_max_suppression(pred, conf_thres=0.05, multi_label=False)[0]
+    assert single.shape[0] == 1 and single[0, 5] == 0
+
+
+def test_nms_max_det_and_one_class():
+    pred = torch.tensor([[row(20 * i, 20 * i, 10, 10, 0.5 + i / 100, 0.01) for i in range(10)]])
+    det = non_max_suppression(pred, 0.1, 0.65, max_det=4)[0]
+    assert len(det) == 4 and det[0, 4] == pytest.approx(0.59)  # one class: the score is obj
+    with pytest.raises(ValueError):
+        non_max_suppression(pred, 1.5)
+
+
+def test_scale_boxes_undoes_letterbox():
+    img = np.zeros((100, 200, 3), np.uint8)
+    _, r, pad = letterbox(img, 160, scaleup=False)
+    box = np.array([[10.0, 20.0, 110.0, 70.0]])
+    boxed = box * r + [pad[0], pad[1], pad[0], pad[1]]
+    np.testing.assert_allclose(scale_boxes(boxed, (100, 200), ((r, r), pad)), box, atol=1e-9)
+
+
+def test_coco_eval_perfect_and_shifted(tiny_data):
+    data = DataConfig.load(tiny_data)
+    ds = DetectionDataset(load_split(data.val, data.nc, warn=False).images, 64)
+    gt = ground_truth(ds, data.names)
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+               for a in gt["annotations"]]
+    assert coco_eval(gt, perfect, range(1, len(ds) + 1)).stats[0] == pytest.approx(1.0)
+    shifted = [{**d, "bbox": [d["bbox"][0] + d["bbox"][2] * 0.3, *d["bbox"][1:]]} for d in perfect]
+    ap = coco_eval(gt, shifted, range(1, len(ds) + 1)).stats
+    assert 0 < ap[0] < 1 and ap[1] == pytest.approx(1.0)  # IoU 0.7 > 0.5: still a hit at AP50
+
+
+def test_confusion_matrix():
+    det = np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.9, 0], [50, 50, 60, 60, 0.1, 0]])
+    truth = (np.array([1, 2]), np.array([[0, 0, 10, 10], [20, 20, 30, 30.0]]))
+    m = confusion_matrix([det], [truth], nc=3)
+    assert m[1, 1] == 1 and m[0, 2] == 1 and m.sum() == 2  # low-confidence box ignored
+
+
+def test_evaluate_end_to_end(tiny_data, tmp_path):
+    data = DataConfig.load(tiny_data)
+    ds = DetectionDataset(load_split(data.val, data.nc, warn=False).images, 64, rect=True, batch_size=4, pad=0.5)
+    model = build_model("yolov7-tiny", "training", nc=data.nc)
+    result = evaluate(model, ds, data.names, batch_size=4, progress=False)
+    assert isinstance(result, EvalResult) and set(result.metrics) >= {"AP", "AP50", "APs", "AR100"}
+    assert all(-1 <= v <= 1 for v in result.metrics.values())
+    assert result.confusion.shape == (data.nc + 1, data.nc + 1) and result.precision.shape == (101, data.nc)
+    assert model.training  # mode restored
+    result.save(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "detections.json", "pr_curve.png",
+                                                   "confusion_matrix.png"}

@@ -1,0 +1,135 @@
+"""The training loop: checkpoints, exact resume after SIGKILL, non-finite losses, the CLI, torchrun."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolov7lib.checkpoint import load_checkpoint, load_model
+from yolov7lib.cli import main as cli
+from yolov7lib.train import TrainConfig, Trainer, config_from_args
+
+from .conftest import tiny_config
+
+FLAGS = ["--cfg", "yolov7-tiny", "--hyp", "tiny", "--img", "64", "--batch", "4", "--workers", "0",
+         "--warmup-min-iters", "2", "--no-tracking", "--no-progress"]
+
+
+def results(run: Path) -> list[dict]:
+    with open(run / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_writes_checkpoints_and_results(trained):
+    cfg, metrics = trained
+    run = cfg.save_dir
+    assert {"val/AP", "val/AP50", "train/box", "fitness"} <= set(metrics)
+    rows = results(run)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    last = load_checkpoint(run / "weights" / "last.pt")
+    assert last["epoch"] == 1 and {"optimizer", "scheduler", "scaler", "rng", "model_state"} <= set(last)
+    assert last["train_config"]["img_size"] == 64
+    model = load_model(run / "weights" / "best.pt")
+    assert model.config.names and len(model.config.names) == 8
+
+
+def _train_cmd(data, project, name, *extra):
+    return [sys.executable, "-m", "yolov7lib.train", *FLAGS, "--data", str(data), "--project", str(project),
+            "--name", name, *extra]
+
+
+def test_resume_after_sigkill_is_bit_identical(tiny_data, tmp_path):
+    """A run killed with SIGKILL in its 3rd epoch and resumed ends with the weights of an
+    uninterrupted run, bit for bit."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_train_cmd(tiny_data, tmp_path, "whole", "--epochs", "4"), check=True, env=env,
+                   capture_output=True)
+    proc = subprocess.Popen(_train_cmd(tiny_data, tmp_path, "killed", "--epochs", "4"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "killed"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "results.csv").exists() and len(results(run)) >= 2:
+            time.sleep(0.3)  # into the third epoch
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] < 3
+    subprocess.run(_train_cmd(tiny_data, tmp_path, "killed", "--resume"), check=True, env=env,
+                   capture_output=True)
+    a = load_checkpoint(tmp_path / "whole" / "weights" / "last.pt")
+    b = load_checkpoint(run / "weights" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("model_state", "state_dict"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}/{name} differs"
+
+
+def test_resume_takes_the_runs_own_settings(trained):
+    cfg, _ = trained
+    import argparse
+
+    from yolov7lib.train import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--project", cfg.project, "--name", cfg.name, "--resume", "--epochs", "3"])
+    resumed, path = config_from_args(args)
+    assert path.endswith("last.pt") and resumed.img_size == 64 and resumed.epochs == 3
+
+
+def test_non_finite_loss_skips_then_stops(tiny_data, tmp_path):
+    trainer = Trainer(tiny_config(tiny_data, tmp_path, max_nonfinite=2, epochs=1))
+
+    class NaNLoss:
+        def __call__(self, preds, targets):
+            out = trainer_loss(preds, targets)
+            out.loss = out.loss * float("nan")
+            return out
+
+    trainer_loss = trainer.criterion
+    trainer.criterion = NaNLoss()
+    with pytest.warns(RuntimeWarning, match="non-finite loss"), pytest.raises(FloatingPointError):
+        trainer.fit()
+
+
+def test_cli_val_and_detect(trained, tiny_data, tmp_path, capsys):
+    cfg, _ = trained
+    best = str(cfg.save_dir / "weights" / "best.pt")
+    cli(["val", "--weights", best, "--data", str(tiny_data), "--img", "64", "--batch", "4", "--workers", "0",
+         "--no-tracking", "--out", str(tmp_path / "val")])
+    assert "AP50" in capsys.readouterr().out and (tmp_path / "val" / "pr_curve.png").exists()
+    source = tiny_data.parent / "images" / "val"
+    cli(["detect", "--weights", best, "--source", str(source), "--img", "64", "--conf-thres", "0.0001",
+         "--out", str(tmp_path / "det")])
+    files = {p.name for p in (tmp_path / "det").iterdir()}
+    assert "detections.json" in files and len(files) == 1 + len(list(source.iterdir()))
+    with pytest.raises(SystemExit):
+        cli(["nonsense"])
+
+
+def test_torchrun_two_processes(tiny_data, tmp_path):
+    """DDP on the CPU with gloo: 2 processes, a few steps, one checkpoint written by rank 0."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "yolov7lib.train", *FLAGS, "--data", str(tiny_data), "--project", str(tmp_path), "--name",
+           "ddp", "--epochs", "1", "--limit-batches", "2", "--sync-bn"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "ddp" / "weights" / "last.pt")["epoch"] == 0
+
+
+def test_config_round_trip():
+    cfg = TrainConfig(overrides={"lr0": 0.02})
+    assert TrainConfig(**{**cfg.__dict__}).overrides == {"lr0": 0.02}

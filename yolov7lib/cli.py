@@ -1,0 +1,164 @@
+"""The ``yolov7`` command: ``yolov7 train | val | detect`` with flags familiar to official users.
+
+    yolov7 train --cfg yolov7-tiny --data data/synthetic/data.yaml --hyp tiny --img 320 --batch 16 --epochs 30
+    yolov7 val --weights runs/train/exp/weights/best.pt --data data/synthetic/data.yaml --img 320
+    yolov7 detect --weights yolov7.pt --source images/ --out runs/detect/exp
+
+``--weights`` accepts our checkpoints and official ``.pt`` files (read safely).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import train as train_module
+
+
+def _device(name: str) -> torch.device:
+    if name in ("", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device(f"cuda:{name}" if name.isdigit() else (name or "cpu"))
+
+
+def _half(args: argparse.Namespace, device: torch.device) -> bool:
+    return device.type == "cuda" and not args.fp32
+
+
+def val(argv: list[str] | None = None) -> dict[str, float]:
+    """COCO evaluation of a checkpoint at the paper's protocol; prints and saves the metrics."""
+    from .checkpoint import load_any
+    from .data.check import load_split
+    from .data.dataset import DetectionDataset
+    from .data.formats import DataConfig
+    from .evaluate import evaluate
+    from .reparam import fuse
+
+    p = argparse.ArgumentParser(prog="yolov7 val", description="Evaluate a checkpoint (COCO metrics).")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--task", default="val", choices=("val", "train"))
+    p.add_argument("--img", "--img-size", dest="img", type=int, default=640)
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=32)
+    p.add_argument("--conf-thres", type=float, default=0.001)
+    p.add_argument("--iou-thres", type=float, default=0.65)
+    p.add_argument("--device", default="")
+    p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA (Table 10)")
+    p.add_argument("--coco-json", help="score against this COCO annotation file (ids = file stems, 91-id map)")
+    p.add_argument("--out", default="runs/val/exp")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--experiment", default="yolov7lib-val")
+    args = p.parse_args(argv)
+    device = _device(args.device)
+    model = fuse(load_any(args.weights)).to(device).eval()
+    data = DataConfig.load(args.data)
+    split = load_split(data.val if args.task == "val" else data.train, data.nc)
+    dataset = DetectionDataset(split.images, args.img, rect=True, batch_size=args.batch,
+                               stride=int(max(model.head.strides)), pad=0.5)
+    result = evaluate(model, dataset, data.names, batch_size=args.batch, conf_thres=args.conf_thres,
+                      iou_thres=args.iou_thres, half=_half(args, device), workers=args.workers,
+                      coco_json=args.coco_json)
+    out = Path(args.out)
+    result.save(out)
+    print(" ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if args.tracking:
+        from .tracking import tracked
+
+        with tracked(args.experiment, out.name) as run:
+            run.log_params(vars(args))
+            run.log_metrics(result.metrics)
+            for name in ("metrics.json", "pr_curve.png", "confusion_matrix.png"):
+                run.log_artifact(out / name)
+    return result.metrics
+
+
+def detect(argv: list[str] | None = None) -> list[dict]:
+    """Detect objects in images; write annotated copies and ``detections.json``."""
+    import cv2
+
+    from .checkpoint import load_any
+    from .data.augment import letterbox
+    from .data.check import load_rgb
+    from .data.formats import image_files
+    from .evaluate import non_max_suppression, scale_boxes
+    from .reparam import fuse
+
+    p = argparse.ArgumentParser(prog="yolov7 detect", description="Detect objects in images.")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--source", required=True, help="an image, a directory or a list file")
+    p.add_argument("--img", "--img-size", dest="img", type=int, default=640)
+    p.add_argument("--conf-thres", type=float, default=0.25)
+    p.add_argument("--iou-thres", type=float, default=0.45)
+    p.add_argument("--device", default="")
+    p.add_argument("--fp32", action="store_true")
+    p.add_argument("--out", default="runs/detect/exp")
+    args = p.parse_args(argv)
+    device = _device(args.device)
+    model = fuse(load_any(args.weights)).to(device).eval()
+    half = _half(args, device)
+    if half:
+        model.half()
+    names = list(model.config.names or [str(i) for i in range(model.head.nc)])
+    stride = int(max(model.head.strides))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    files = image_files([Path(args.source)])
+    if not files:
+        raise SystemExit(f"no images in {args.source}")
+    from tqdm import tqdm
+
+    for path in tqdm(files, desc="detect"):
+        bgr = load_rgb(path, bgr=True)
+        h0, w0 = bgr.shape[:2]
+        img, ratio, pad = letterbox(bgr, args.img, scaleup=False)
+        img, _ = _pad_to_stride(img, stride)
+        x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))).to(device)[None]
+        with torch.no_grad():
+            pred = model(x.half() / 255 if half else x.float() / 255)[0]
+        det = non_max_suppression(pred.float(), args.conf_thres, args.iou_thres)[0].cpu().numpy()
+        det[:, :4] = scale_boxes(det[:, :4], (h0, w0), ((ratio, ratio), pad))
+        canvas = bgr.copy()
+        for x1, y1, x2, y2, score, cls in det.tolist():
+            label = f"{names[int(cls)]} {score:.2f}"
+            color = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(0, 255, 3))
+            cv2.rectangle(canvas, (round(x1), round(y1)), (round(x2), round(y2)), color, 2)
+            cv2.putText(canvas, label, (round(x1), max(round(y1) - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
+            records.append({"image": str(path), "class": int(cls), "name": names[int(cls)], "score": round(score, 5),
+                            "box_xyxy": [round(v, 2) for v in (x1, y1, x2, y2)]})
+        cv2.imwrite(str(out / path.name), canvas)
+    (out / "detections.json").write_text(json.dumps(records, indent=1))
+    print(f"{len(records)} detections in {len(files)} images -> {out}")
+    return records
+
+
+def _pad_to_stride(img: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad bottom/right to multiples of ``stride`` (letterbox without auto already gave a square)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return img, (ph, pw)
+
+
+COMMANDS = {"train": train_module.main, "val": val, "detect": detect}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: yolov7 {{{','.join(COMMANDS)}}} [flags]  (yolov7 COMMAND --help)", file=sys.stderr)
+        raise SystemExit(2)
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

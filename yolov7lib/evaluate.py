@@ -1,0 +1,266 @@
+"""COCO evaluation at the paper's protocol (§5; Table 10; algorithms.md §9).
+
+* images letterboxed in rect batches with pad 0.5 (:class:`~yolov7lib.data.dataset.DetectionDataset`
+  with ``rect=True``), the model in fp16 on CUDA by default (``half=False`` for fp32, Table 10);
+* multi-label NMS: every (box, class) with ``obj·cls > conf_thres`` (0.001), classes kept apart,
+  ``torchvision.ops`` NMS at IoU 0.65, at most 30,000 boxes in and 300 detections out per image;
+* boxes mapped back to the original images and scored by pycocotools (AP, AP50, AP75, APs, APm,
+  APl, AR1, AR10, AR100), against the COCO annotation file where one is given (``image_id`` = file
+  stem, classes through the 80-to-91 map) or against the dataset's own labels;
+* precision-recall curves (from pycocotools' accumulated precision at IoU 0.5) and a confusion
+  matrix (conf 0.25, IoU 0.45) as figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from .data.dataset import DetectionDataset
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
+
+
+def xywh_to_xyxy(x: torch.Tensor) -> torch.Tensor:
+    half = x[..., 2:4] / 2
+    return torch.cat((x[..., :2] - half, x[..., :2] + half), -1)
+
+
+def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres: float = 0.65,
+                        max_det: int = 300, multi_label: bool = True, max_nms: int = 30000) -> list[torch.Tensor]:
+    """Per image ``(n, 6)`` detections ``(x1, y1, x2, y2, score, class)`` from decoded outputs
+    ``(bs, N, 5 + nc)`` (xywh pixels, objectness, class probabilities).
+
+    ``score = obj · cls`` (just ``obj`` for a one-class model, whose class output is untrained);
+    with ``multi_label`` every class above the threshold makes a detection, otherwise the best one.
+    """
+    if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
+        raise ValueError(f"thresholds must lie in [0, 1], got conf {conf_thres}, iou {iou_thres}")
+    out = []
+    nc = pred.shape[2] - 5
+    for x in pred:
+        x = x[x[:, 4] > conf_thres]
+        scores = x[:, 4:5] if nc == 1 else x[:, 5:] * x[:, 4:5]
+        boxes = xywh_to_xyxy(x[:, :4])
+        if multi_label and nc > 1:
+            i, j = (scores > conf_thres).nonzero(as_tuple=True)
+            boxes, score, cls = boxes[i], scores[i, j], j
+        else:
+            score, cls = scores.max(1)
+            keep = score > conf_thres
+            boxes, score, cls = boxes[keep], score[keep], cls[keep]
+        if score.numel() > max_nms:
+            top = score.topk(max_nms).indices
+            boxes, score, cls = boxes[top], score[top], cls[top]
+        keep = torchvision.ops.batched_nms(boxes.float(), score.float(), cls, iou_thres)[:max_det]
+        out.append(torch.cat((boxes[keep], score[keep, None], cls[keep, None].to(boxes.dtype)), 1))
+    return out
+
+
+def scale_boxes(boxes: np.ndarray, original_hw: tuple[int, int], ratio_pad) -> np.ndarray:
+    """Letterboxed-input boxes (xyxy) back to the original image: remove the pad, undo the gain, clip."""
+    (gain_h, _), (pad_w, pad_h) = ratio_pad
+    boxes = boxes.copy()
+    boxes[:, [0, 2]] -= pad_w
+    boxes[:, [1, 3]] -= pad_h
+    boxes /= gain_h
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, original_hw[1])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, original_hw[0])
+    return boxes
+
+
+def ground_truth(dataset: DetectionDataset, names: Sequence[str]) -> dict:
+    """A COCO annotation dict of the dataset's own labels: image ids are positions in the dataset + 1,
+    category ids classes + 1 (pycocotools treats id 0 as "none")."""
+    images, annotations = [], []
+    for image_id, im in enumerate(dataset.images, 1):
+        h, w = im.size
+        images.append({"id": image_id, "file_name": str(im.path), "height": h, "width": w})
+        for cls, (cx, cy, bw, bh) in zip(im.classes.tolist(), im.boxes.tolist()):
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
+                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+    categories = [{"id": i, "name": n} for i, n in enumerate(names, 1)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+@dataclass
+class EvalResult:
+    """Metrics (``METRICS``), the COCO-format detections, PR data and a confusion matrix."""
+
+    metrics: dict[str, float]
+    detections: list[dict]
+    names: list[str]
+    precision: np.ndarray  # (101 recall points, classes) at IoU 0.5, -1 where a class has no labels
+    confusion: np.ndarray  # (nc + 1, nc + 1): rows predicted, columns true; last = background
+    times_ms: dict[str, float] = field(default_factory=dict)  # per image: inference, nms
+
+    def save(self, out: str | os.PathLike) -> None:
+        """``metrics.json``, ``detections.json``, ``pr_curve.png``, ``confusion_matrix.png``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({**self.metrics, **self.times_ms}, indent=2))
+        (out / "detections.json").write_text(json.dumps(self.detections))
+        pr_figure(self).savefig(out / "pr_curve.png", dpi=120)
+        confusion_figure(self).savefig(out / "confusion_matrix.png", dpi=120)
+
+
+def coco_eval(gt: dict | str | os.PathLike, detections: list[dict], image_ids: Sequence[int]):
+    """pycocotools ``COCOeval`` (bbox) over ``image_ids``, evaluated and accumulated."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(gt, dict):
+            coco = COCO()
+            coco.dataset = gt
+            coco.createIndex()
+        else:
+            coco = COCO(str(gt))
+        result = coco.loadRes(detections) if detections else None
+        evaluator = COCOeval(coco, result or COCO(), "bbox")
+        evaluator.params.imgIds = list(image_ids)
+        if result is not None:
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+    return evaluator
+
+
+def confusion_matrix(detections: Sequence[np.ndarray], truths: Sequence[tuple[np.ndarray, np.ndarray]], nc: int,
+                     conf: float = 0.25, iou: float = 0.45) -> np.ndarray:
+    """Counts of (predicted, true) class pairs over images; the last row / column is background."""
+    matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+    for det, (cls, boxes) in zip(detections, truths):
+        det = det[det[:, 4] > conf]
+        pairs = np.zeros((0, 2), dtype=np.int64)
+        if len(det) and len(cls):
+            overlap = torchvision.ops.box_iou(torch.from_numpy(boxes), torch.from_numpy(det[:, :4])).numpy()
+            g, d = np.nonzero(overlap > iou)
+            order = np.argsort(-overlap[g, d], kind="stable")
+            g, d = g[order], d[order]
+            _, first_d = np.unique(d, return_index=True)
+            g, d = g[np.sort(first_d)], d[np.sort(first_d)]
+            _, first_g = np.unique(g, return_index=True)
+            pairs = np.stack((g[first_g], d[first_g]), 1)
+        np.add.at(matrix, (det[pairs[:, 1], 5].astype(int), cls[pairs[:, 0]]), 1)
+        np.add.at(matrix, (nc, np.delete(cls, pairs[:, 0])), 1)
+        np.add.at(matrix, (np.delete(det[:, 5].astype(int), pairs[:, 1]), nc), 1)
+    return matrix
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[str], *, batch_size: int = 32,
+             conf_thres: float = 0.001, iou_thres: float = 0.65, max_det: int = 300, half: bool | None = None,
+             workers: int = 0, coco_json: str | os.PathLike | None = None,
+             category_ids: Sequence[int] | None = None, progress: bool = True) -> EvalResult:
+    """Evaluate ``model`` on ``dataset`` (use ``rect=True, pad=0.5`` for the paper's protocol).
+
+    With ``coco_json`` the detections are scored against that annotation file, image ids taken from
+    the file stems and classes mapped through ``category_ids`` (COCO's 80-to-91 map by default).
+    """
+    from tqdm import tqdm
+
+    from .data.formats import COCO80_TO_91
+
+    device = next(model.parameters()).device
+    half = device.type == "cuda" if half is None else half
+    was_training, dtype = model.training, next(model.parameters()).dtype
+    model.eval()
+    if half:
+        model.half()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                         collate_fn=DetectionDataset.collate)
+    ids = {str(im.path): i for i, im in enumerate(dataset.images)}
+    if category_ids is None:
+        category_ids = COCO80_TO_91 if coco_json is not None else range(1, len(names) + 1)
+    detections, per_image, truths = [], [], []
+    timing = {"inference": 0.0, "nms": 0.0}
+    for images, _, paths, shapes in tqdm(loader, desc="val", disable=not progress, leave=False):
+        x = images.to(device, non_blocking=True).to(torch.float16 if half else torch.float32) / 255
+        t0 = time.perf_counter()
+        out = model(x)[0]
+        t1 = time.perf_counter()
+        dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det)
+        timing["inference"] += t1 - t0
+        timing["nms"] += time.perf_counter() - t1
+        for det, path, shape in zip(dets, paths, shapes):
+            det = det.cpu().numpy()
+            det[:, :4] = scale_boxes(det[:, :4], shape[0], shape[1])
+            per_image.append(det)
+            im = dataset.images[ids[path]]
+            h, w = im.size
+            xywh = im.boxes * [w, h, w, h]
+            truths.append((im.classes.astype(int), np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2,
+                                                                  xywh[:, :2] + xywh[:, 2:] / 2), 1)))
+            image_id = int(Path(path).stem) if coco_json is not None else ids[path] + 1
+            for x1, y1, x2, y2, score, cls in det.tolist():
+                detections.append({"image_id": image_id,
+                                   "category_id": category_ids[int(cls)],
+                                   "bbox": [round(v, 3) for v in (x1, y1, x2 - x1, y2 - y1)],
+                                   "score": round(score, 5)})
+    model.to(dtype).train(was_training)
+    image_ids = ([int(im.path.stem) for im in dataset.images] if coco_json is not None
+                 else list(range(1, len(dataset) + 1)))
+    evaluator = coco_eval(coco_json if coco_json is not None else ground_truth(dataset, names), detections,
+                          image_ids)
+    stats = evaluator.stats if detections else np.zeros(12)
+    metrics = dict(zip(METRICS, [float(stats[i]) for i in (0, 1, 2, 3, 4, 5, 6, 7, 8)]))
+    nc = len(names)
+    if detections:
+        cat_index = {c: k for k, c in enumerate(evaluator.params.catIds)}
+        wanted = [cat_index.get(category_ids[c], -1) for c in range(nc)]
+        precision = np.stack([evaluator.eval["precision"][0, :, k, 0, 2] if k >= 0 else np.full(101, -1.0)
+                              for k in wanted], 1)
+    else:
+        precision = np.full((101, nc), -1.0)
+    n = max(len(dataset), 1)
+    return EvalResult(metrics, detections, list(names), precision, confusion_matrix(per_image, truths, nc),
+                      {k: 1000 * v / n for k, v in timing.items()})
+
+
+def pr_figure(result: EvalResult):
+    """Precision-recall curves at IoU 0.5: one thin line per class, the mean in bold."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.add_subplot()
+    recall = np.linspace(0, 1, 101)
+    p = result.precision
+    for k, name in enumerate(result.names):
+        if (p[:, k] >= 0).any():
+            ax.plot(recall, p[:, k].clip(0), lw=0.8, label=f"{name} {p[:, k].clip(0).mean():.3f}")
+    valid = p[:, (p >= 0).any(0)].clip(0)
+    if valid.size:
+        ax.plot(recall, valid.mean(1), lw=2.5, color="black", label=f"all classes {valid.mean():.3f} AP50")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title="Precision-recall (IoU 0.5)")
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def confusion_figure(result: EvalResult, normalize: bool = True):
+    """The confusion matrix (columns: true class; rows: predicted), normalised per true class."""
+    from matplotlib.figure import Figure
+
+    m = result.confusion.astype(float)
+    if normalize:
+        m = m / np.maximum(m.sum(0, keepdims=True), 1)
+    labels = [*result.names, "background"]
+    fig = Figure(figsize=(1 + 0.5 * len(labels), 0.8 + 0.5 * len(labels)), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set(xlabel="true", ylabel="predicted", title="Confusion matrix (conf 0.25, IoU 0.45)")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig

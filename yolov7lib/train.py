@@ -1,0 +1,430 @@
+"""Training: the paper's recipe end to end (§5; algorithms.md §7), small and readable.
+
+One loop serves every model: the loss is picked from the model's head (an auxiliary head gets the
+coarse-to-fine lead-guided loss, :class:`~yolov7lib.loss.YOLOv7Loss`). Per epoch: warm-up, then the
+one-cycle schedule; nominal batch 64 by gradient accumulation; AMP on CUDA; EMA of the weights, which
+is validated and saved; ``last.pt`` and ``best.pt`` written atomically with everything needed to
+resume exactly (model, EMA, optimizer, scheduler, scaler, RNG states, config). Hooks receive
+the trainer at the start, after each epoch and at the end (MLflow tracking is one).
+
+Run it as ``yolov7 train ...``, ``python -m yolov7lib.train ...`` or, on several processes,
+``torchrun --nproc_per_node N -m yolov7lib.train ...`` (ranks from the environment; gloo on the CPU,
+NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+
+from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
+from .data.check import load_split
+from .data.dataset import DetectionDataset
+from .data.formats import DataConfig
+from .ema import ModelEMA, _unwrap
+from .evaluate import evaluate
+from .hyp import HYPS, Hyp
+from .loss import YOLOv7Loss
+from .models import ModelConfig, build_model
+from .optim import accumulation, build_optimizer, linear, one_cycle, warmup, warmup_iterations
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run (flags of ``yolov7 train``; logged to MLflow and stored in checkpoints)."""
+
+    model: str = "yolov7-tiny"
+    data: str = "data/synthetic/data.yaml"
+    hyp: str = "p5"  # p5 / p6 / tiny, or a hyp YAML
+    img_size: int = 640
+    batch_size: int = 16  # total over all processes
+    epochs: int = 300
+    device: str = ""  # "" = CUDA if available
+    workers: int = 2
+    project: str = "runs/train"
+    name: str = "exp"
+    weights: str = ""  # initial weights: one of our checkpoints or an official .pt
+    amp: str = "auto"  # auto (fp16 on CUDA) / fp16 / bf16 / off
+    multi_scale: bool = False
+    sync_bn: bool = False
+    adam: bool = False
+    linear_lr: bool = False
+    seed: int = 0
+    aux_strategy: str = ""  # "" = from the head; none / independent / lead_guided / coarse_to_fine
+    aux_decoder: str = "constrained"
+    warmup_min_iters: int = 1000  # the official minimum
+    val_interval: int = 1
+    conf_thres: float = 0.001
+    iou_thres: float = 0.65
+    limit_batches: int = 0  # > 0: at most this many batches per epoch (smoke runs)
+    max_nonfinite: int = 10  # consecutive non-finite losses before giving up
+    tracking: bool = True
+    experiment: str = "yolov7lib"
+    progress: bool = True
+    overrides: dict[str, float] = field(default_factory=dict)  # hyp values changed for this run
+
+    @property
+    def save_dir(self) -> Path:
+        return Path(self.project) / self.name
+
+
+class Hook:
+    """Callbacks of a training run; subclass and override what you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def load_hyp(name: str, overrides: dict[str, float] | None = None) -> Hyp:
+    """A named preset (p5, p6, tiny) or a hyp YAML (official keys), with ``overrides`` applied."""
+    if name in HYPS:
+        hyp = HYPS[name]
+    else:
+        with open(name) as f:
+            raw = yaml.safe_load(f) or {}
+        known = {f.name for f in fields(Hyp)}
+        hyp = Hyp(**{k: v for k, v in raw.items() if k in known})
+    return replace(hyp, **(overrides or {}))
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A permutation per epoch fixed by ``(seed, epoch)``, split across ranks (padded to equal size)."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
+        self.per_rank = math.ceil(n / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        order = torch.cat((order, order[: self.per_rank * self.world - self.n]))
+        return iter(order[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def _select_device(name: str, local_rank: int) -> torch.device:
+    if name in ("", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if name.isdigit():
+        return torch.device("cuda", int(name))
+    return torch.device(name or "cpu")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": repr(random.getstate())}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Holds the state of a run; :meth:`fit` runs it. Rank and world size come from the environment."""
+
+    def __init__(self, cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = ()) -> None:
+        self.cfg, self.hooks = cfg, list(hooks)
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = _select_device(cfg.device, self.local_rank)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch size {cfg.batch_size} is not a multiple of the {self.world} processes")
+        torch.manual_seed(cfg.seed + self.rank)
+        random.seed(cfg.seed + self.rank)
+        self.save_dir = cfg.save_dir
+        self.data = DataConfig.load(cfg.data)
+        self.hyp = load_hyp(cfg.hyp, cfg.overrides)
+        nc = self.data.nc
+        self.model = build_model(cfg.model, "training", nc).to(self.device)
+        self.model.config = ModelConfig(cfg.model, "training", nc, tuple(self.data.names))
+        if cfg.weights:
+            self._load_weights(cfg.weights)
+        head = self.model.head
+        self.loss_hyp = self.hyp.loss().scaled(nc, cfg.img_size, head.nl)
+        self.criterion = YOLOv7Loss(self.model, self.loss_hyp, cfg.aux_strategy or None, cfg.aux_decoder)
+        self.accumulate = accumulation(cfg.batch_size)
+        self.optimizer = build_optimizer(self.model, self.hyp, cfg.batch_size, cfg.adam)
+        self.lf = (linear if cfg.linear_lr else one_cycle)(self.hyp.lrf, cfg.epochs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+            cfg.amp, torch.float16 if cfg.amp == "auto" and self.device.type == "cuda" else None)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEMA(self.model)
+        self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0
+        self.metrics: dict[str, float] = {}
+
+        train_split = load_split(self.data.train, nc, warn=self.rank == 0)
+        self.train_set = DetectionDataset(train_split.images, cfg.img_size, self.hyp, augment=True, seed=cfg.seed)
+        self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
+        self.loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=cfg.batch_size // self.world, sampler=self.sampler, num_workers=cfg.workers,
+            collate_fn=DetectionDataset.collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=cfg.workers > 0)
+        if self.rank == 0:
+            val_split = load_split(self.data.val, nc, warn=True)
+            self.val_set = DetectionDataset(val_split.images, cfg.img_size, self.hyp, rect=True,
+                                            batch_size=2 * cfg.batch_size, stride=int(max(head.strides)), pad=0.5)
+        if self.world > 1:
+            if cfg.sync_bn and self.device.type == "cuda":
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif cfg.sync_bn and self.rank == 0:
+                warnings.warn("SyncBatchNorm needs CUDA; training on the CPU with per-process BatchNorm",
+                              RuntimeWarning, stacklevel=2)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # -- weights and checkpoints ---------------------------------------------------------------
+    def _load_weights(self, path: str) -> None:
+        """Initial weights: entries of the same name and shape (anchors excluded), as officially."""
+        try:
+            state = load_checkpoint(path)["state_dict"]
+        except ValueError:
+            state = load_official_checkpoint(path, "training").state_dict()
+        own = self.model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and "anchor" not in k}
+        self.model.load_state_dict(usable, strict=False)
+        if self.rank == 0:
+            print(f"transferred {len(usable)}/{len(own)} entries from {path}")
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "best_fitness": self.best_fitness,
+            "model_state": _unwrap(self.model).state_dict(),
+            "ema_updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "train_config": asdict(self.cfg),
+            "hyp": asdict(self.hyp),
+            "metrics": self.metrics,
+            "trainer_version": FORMAT_VERSION,
+        }
+
+    def save(self, epoch: int, best: bool) -> None:
+        """``last.pt`` (and ``best.pt``): the EMA weights as the model, plus the training state."""
+        weights = self.save_dir / "weights"
+        save_checkpoint(weights / "last.pt", self.ema.ema, **self.state(epoch))
+        if best:
+            save_checkpoint(weights / "best.pt", self.ema.ema, epoch=epoch, metrics=self.metrics,
+                            train_config=asdict(self.cfg))
+
+    def resume(self, path: str | os.PathLike) -> None:
+        """Continue from ``last.pt``: the run goes on exactly as if never interrupted."""
+        ckpt = load_checkpoint(path)
+        _unwrap(self.model).load_state_dict(ckpt["model_state"])
+        self.ema.ema.load_state_dict(ckpt["state_dict"])
+        self.ema.updates = ckpt["ema_updates"]
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"])
+        self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
+        self.metrics = ckpt.get("metrics", {})
+        if self.start_epoch >= self.cfg.epochs:
+            warnings.warn(f"{path}: training already finished ({self.cfg.epochs} epochs)", stacklevel=2)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _multi_scale(self, images: torch.Tensor, ni: int) -> torch.Tensor:
+        gs = int(max(_unwrap(self.model).head.strides))
+        rng = random.Random(self.cfg.seed * 1_000_003 + ni)
+        size = rng.randrange(int(self.cfg.img_size * 0.5), int(self.cfg.img_size * 1.5) + gs) // gs * gs
+        sf = size / max(images.shape[2:])
+        if sf == 1:
+            return images
+        shape = [math.ceil(x * sf / gs) * gs for x in images.shape[2:]]
+        return F.interpolate(images, size=shape, mode="bilinear", align_corners=False)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        from tqdm import tqdm
+
+        cfg, model, device = self.cfg, self.model, self.device
+        model.train()
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        nb = len(self.loader) if not cfg.limit_batches else min(cfg.limit_batches, len(self.loader))
+        nw = warmup_iterations(self.hyp, nb, cfg.warmup_min_iters)
+        accumulate, failures = self.accumulate, 0
+        mean = torch.zeros(4)
+        bar = tqdm(self.loader, total=nb, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress or self.rank != 0, leave=False)
+        self.optimizer.zero_grad()
+        for i, (images, targets, _, _) in enumerate(bar):
+            if i >= nb:
+                break
+            ni = i + nb * epoch
+            images = images.to(device, non_blocking=True).float() / 255
+            if ni <= nw:
+                accumulate = warmup(self.optimizer, ni, nw, self.hyp, self.lf(epoch), cfg.batch_size)
+            if cfg.multi_scale:
+                images = self._multi_scale(images, ni)
+            with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                preds = model(images)
+            out = self.criterion([p.float() for p in preds], targets.to(device))
+            loss = out.loss * self.world
+            if not torch.isfinite(loss):
+                failures += 1
+                warnings.warn(f"non-finite loss at epoch {epoch}, batch {i}: step skipped", RuntimeWarning,
+                              stacklevel=2)
+                self.optimizer.zero_grad()
+                if failures >= cfg.max_nonfinite:
+                    raise FloatingPointError(f"{failures} consecutive non-finite losses; stopping")
+                continue
+            failures = 0
+            self.scaler.scale(loss).backward()
+            if ni % accumulate == 0:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad()
+                self.ema.update(model)
+            mean = (mean * i + out.components.cpu()) / (i + 1)
+            bar.set_postfix(box=f"{mean[0]:.4f}", obj=f"{mean[1]:.4f}", cls=f"{mean[2]:.4f}", n=len(targets))
+        lrs = {f"lr{j}": g["lr"] for j, g in enumerate(self.optimizer.param_groups)}
+        return {"train/box": float(mean[0]), "train/obj": float(mean[1]), "train/cls": float(mean[2]),
+                "train/loss": float(mean[3]), **lrs}
+
+    def validate(self) -> dict[str, float]:
+        result = evaluate(self.ema.ema, self.val_set, self.data.names, batch_size=2 * self.cfg.batch_size,
+                          conf_thres=self.cfg.conf_thres, iou_thres=self.cfg.iou_thres,
+                          progress=self.cfg.progress)
+        self.last_eval = result
+        return {f"val/{k}": v for k, v in result.metrics.items()}
+
+    def fit(self) -> dict[str, float]:
+        cfg = self.cfg
+        if self.rank == 0:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+            for hook in self.hooks:
+                hook.on_train_start(self)
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self.epoch = epoch
+            t0 = time.perf_counter()
+            metrics = self.train_epoch(epoch)
+            self.scheduler.step()
+            if self.rank == 0:
+                if (epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs:
+                    metrics.update(self.validate())
+                fitness = 0.1 * metrics.get("val/AP50", 0.0) + 0.9 * metrics.get("val/AP", 0.0)
+                best = fitness > self.best_fitness
+                self.best_fitness = max(self.best_fitness, fitness)
+                metrics.update({"fitness": fitness, "epoch_seconds": time.perf_counter() - t0})
+                self.metrics = metrics
+                self.save(epoch, best)
+                self._write_results(epoch, metrics)
+                if cfg.progress:
+                    shown = ("train/loss", "val/AP", "val/AP50", "epoch_seconds")
+                    print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(
+                        f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in shown if k in metrics), flush=True)
+                for hook in self.hooks:
+                    hook.on_epoch_end(self, metrics)
+            if self.world > 1:
+                dist.barrier()
+        if self.rank == 0:
+            for hook in self.hooks:
+                hook.on_train_end(self)
+        return self.metrics
+
+    def _write_results(self, epoch: int, metrics: dict[str, float]) -> None:
+        path = self.save_dir / "results.csv"
+        new = not path.exists() or epoch == 0
+        with open(path, "w" if new else "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["epoch", *metrics])
+            writer.writerow([epoch, *(f"{v:.6g}" for v in metrics.values())])
+
+
+def train(cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = (), resume: str | os.PathLike | None = None):
+    """Run (or resume) a training; returns the last epoch's metrics. Adds MLflow tracking on rank 0
+    when ``cfg.tracking``."""
+    hooks = list(hooks)
+    if cfg.tracking and int(os.environ.get("RANK", 0)) == 0:
+        from .tracking import MLflowHook
+
+        hooks.append(MLflowHook(cfg.experiment, cfg.name))
+    trainer = Trainer(cfg, hooks)
+    if resume:
+        trainer.resume(resume)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags familiar to users of the official train.py, one per :class:`TrainConfig` field."""
+    aliases = {"model": ["--model", "--cfg"], "img_size": ["--img", "--img-size"], "batch_size": ["--batch",
+               "--batch-size"]}
+    for f in fields(TrainConfig):
+        if f.name == "overrides":
+            continue
+        flags = aliases.get(f.name, [f"--{f.name.replace('_', '-')}"])
+        default = f.default
+        if isinstance(default, bool):
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(*flags, dest=f.name, type=type(default), default=default)
+    parser.add_argument("--resume", nargs="?", const="last", default=None,
+                        help="continue a run: its last.pt, or (no value) runs/train/NAME/weights/last.pt")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyp values")
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "overrides"}
+    overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
+    cfg = TrainConfig(**values, overrides=overrides)
+    resume = args.resume
+    if resume == "last":
+        resume = str(cfg.save_dir / "weights" / "last.pt")
+    if resume:
+        saved = load_checkpoint(resume).get("train_config")
+        if saved:  # the run's own settings, except where this command line changes them
+            defaults = TrainConfig()
+            given = {k: v for k, v in asdict(cfg).items() if v != getattr(defaults, k)}
+            cfg = TrainConfig(**{**saved, **given})
+    return cfg, resume
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="yolov7 train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    cfg, resume = config_from_args(parser.parse_args(argv))
+    return train(cfg, resume=resume)
+
+
+if __name__ == "__main__":
+    main()
