@@ -7,16 +7,18 @@
     DIR/annotations/instances_{train,val}.json  # COCO, with polygon segmentations
     DIR/data.yaml                               # train / val / nc / names (official data YAML)
 
-Eight classes of shapes (all drawn as polygons, so every object has an exact segment), random
-colours, sizes spread like COCO's (about 40 % small < 32², 35 % medium, 25 % large at 640),
-textured and cluttered backgrounds, occlusion (objects hidden below 40 % are dropped), 0-20 objects
-per image and about 5 % empty images. Image ``i`` of a split depends only on ``(seed, split, i)``,
-so the output is identical whatever the number of worker processes.
+Eight classes, each a shape in its own hue (shapes × colours; all drawn as polygons, so every object
+has an exact segment) with random saturation and brightness, sizes spread like COCO's (about 40 %
+small < 32², 35 % medium, 25 % large at 640), textured and cluttered backgrounds, occlusion
+(objects hidden below 40 % are dropped), 0-20 objects per image and about 5 % empty images. Image
+``i`` of a split depends only on ``(seed, split, i)``, so the output is identical whatever the number
+of worker processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import colorsys
 import json
 import math
 import os
@@ -104,6 +106,14 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     return img
 
 
+def _class_colour(rng: np.random.Generator, cls: int) -> tuple[int, int, int]:
+    """Each class has its own hue (eight hues 45° apart, jittered by ±8°) in random saturation and
+    brightness: the classes are shapes × colours, so that small objects stay recognisable."""
+    hue = (cls / len(CLASSES) + rng.uniform(-0.022, 0.022)) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
 def _object_size(rng: np.random.Generator, size: int) -> float:
     """Longest side in pixels, log-uniform so that small / medium / large follow COCO roughly."""
     scale = size / 640
@@ -130,7 +140,7 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, l
             continue
         mask = Image.new("L", (size, size), 0)
         ImageDraw.Draw(mask).polygon([tuple(p) for p in pts], fill=255)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        colour = _class_colour(rng, cls)
         ImageDraw.Draw(img).polygon([tuple(p) for p in pts], fill=colour,
                                     outline=tuple(int(c * 0.5) for c in colour))
         masks.append(np.asarray(mask) > 0)
