@@ -143,7 +143,7 @@ def load_model(path: str | os.PathLike) -> YOLOv7:
     """Rebuild the model stored in one of our checkpoints."""
     payload = load_checkpoint(path)
     config = ModelConfig(**payload["config"])
-    model = build_model(config.name, config.form, config.nc)
+    model = build_model(config.name, config.form, config.nc, config.width, config.depth)
     model.config = config
     if payload["fused"]:
         fuse(model)

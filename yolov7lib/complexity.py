@@ -114,12 +114,14 @@ def model_row(name: str, form: str, nc: int = 80) -> dict[str, object]:
         }
 
 
-def model_table(names: list[str] | None = None) -> list[dict[str, object]]:
-    """One row per official model and form (7 training + 8 deploy), or per ``names``."""
+def model_table(names: list[str] | None = None, ablations: bool = False) -> list[dict[str, object]]:
+    """One row per official model and form (7 training + 8 deploy), or per ``names``; with
+    ``ablations`` also the deploy form of every ablation variant (Tables 3, 4, 5, 8)."""
     from .models.zoo import VARIANTS
 
+    names = names or [n for n, v in VARIANTS.items() if ablations or not v.ablation]
     return [
         model_row(name, form)
-        for name in (names or list(VARIANTS))
-        for form in VARIANTS[name].official_forms
+        for name in names
+        for form in (VARIANTS[name].official_forms or ("deploy",))
     ]

@@ -48,10 +48,11 @@ def accumulation(batch_size: int, nominal: int = NOMINAL_BATCH) -> int:
     return max(round(nominal / batch_size), 1)
 
 
-def build_optimizer(model: nn.Module, hyp: Hyp, batch_size: int, adam: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, hyp: Hyp, batch_size: int, adam: bool = False,
+                    nominal: int = NOMINAL_BATCH) -> torch.optim.Optimizer:
     """SGD (Nesterov) or Adam over the three groups; ``batch_size`` is the total over all processes."""
     norm, weights, biases = parameter_groups(model)
-    decay = hyp.weight_decay * batch_size * accumulation(batch_size) / NOMINAL_BATCH
+    decay = hyp.weight_decay * batch_size * accumulation(batch_size, nominal) / nominal
     if adam:
         optimizer = torch.optim.Adam(norm, lr=hyp.lr0, betas=(hyp.momentum, 0.999))
     else:
@@ -76,7 +77,8 @@ def warmup_iterations(hyp: Hyp, batches_per_epoch: int, minimum: int = 1000) -> 
     return max(round(hyp.warmup_epochs * batches_per_epoch), minimum)
 
 
-def warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, hyp: Hyp, lr_factor: float, batch_size: int) -> int:
+def warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, hyp: Hyp, lr_factor: float, batch_size: int,
+           nominal: int = NOMINAL_BATCH) -> int:
     """Set each group's lr and momentum for iteration ``ni`` of a ``nw``-iteration warm-up; return
     the gradient accumulation for this iteration. ``lr_factor`` is ``lf(epoch)``."""
     xi = [0, nw]
@@ -85,4 +87,4 @@ def warmup(optimizer: torch.optim.Optimizer, ni: int, nw: int, hyp: Hyp, lr_fact
         group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * lr_factor]))
         if "momentum" in group:
             group["momentum"] = float(np.interp(ni, xi, [hyp.warmup_momentum, hyp.momentum]))
-    return max(1, round(float(np.interp(ni, xi, [1, NOMINAL_BATCH / batch_size]))))
+    return max(1, round(float(np.interp(ni, xi, [1, nominal / batch_size]))))

@@ -40,7 +40,8 @@ def to_deploy(model: YOLOv7) -> YOLOv7:
     if config.form == "deploy":
         return copy.deepcopy(model)
     param = next(model.parameters())
-    deploy = build_model(config.name, "deploy", config.nc).to(device=param.device, dtype=param.dtype)
+    deploy = build_model(config.name, "deploy", config.nc, config.width, config.depth).to(
+        device=param.device, dtype=param.dtype)
     source = model.state_dict()
     state = deploy.state_dict()
     head_prefix = f"model.{len(deploy.model) - 1}."

@@ -49,6 +49,8 @@ class TrainConfig:
     """Every setting of a run (flags of ``yolov7 train``; logged to MLflow and stored in checkpoints)."""
 
     model: str = "yolov7-tiny"
+    width: float = 1.0  # width / depth multiples of the model (reduced-scale runs)
+    depth: float = 1.0
     data: str = "data/synthetic/data.yaml"
     hyp: str = "p5"  # p5 / p6 / tiny, or a hyp YAML
     img_size: int = 640
@@ -68,6 +70,7 @@ class TrainConfig:
     aux_strategy: str = ""  # "" = from the head; none / independent / lead_guided / coarse_to_fine
     aux_decoder: str = "constrained"
     warmup_min_iters: int = 1000  # the official minimum
+    nominal_batch: int = 64  # gradients accumulate to this batch (official 64)
     val_interval: int = 1
     conf_thres: float = 0.001
     iou_thres: float = 0.65
@@ -165,15 +168,15 @@ class Trainer:
         self.data = DataConfig.load(cfg.data)
         self.hyp = load_hyp(cfg.hyp, cfg.overrides)
         nc = self.data.nc
-        self.model = build_model(cfg.model, "training", nc).to(self.device)
-        self.model.config = ModelConfig(cfg.model, "training", nc, tuple(self.data.names))
+        self.model = build_model(cfg.model, "training", nc, cfg.width, cfg.depth).to(self.device)
+        self.model.config = ModelConfig(cfg.model, "training", nc, tuple(self.data.names), cfg.width, cfg.depth)
         if cfg.weights:
             self._load_weights(cfg.weights)
         head = self.model.head
         self.loss_hyp = self.hyp.loss().scaled(nc, cfg.img_size, head.nl)
         self.criterion = YOLOv7Loss(self.model, self.loss_hyp, cfg.aux_strategy or None, cfg.aux_decoder)
-        self.accumulate = accumulation(cfg.batch_size)
-        self.optimizer = build_optimizer(self.model, self.hyp, cfg.batch_size, cfg.adam)
+        self.accumulate = accumulation(cfg.batch_size, cfg.nominal_batch)
+        self.optimizer = build_optimizer(self.model, self.hyp, cfg.batch_size, cfg.adam, cfg.nominal_batch)
         self.lf = (linear if cfg.linear_lr else one_cycle)(self.hyp.lrf, cfg.epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lf)
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
@@ -286,7 +289,7 @@ class Trainer:
             ni = i + nb * epoch
             images = images.to(device, non_blocking=True).float() / 255
             if ni <= nw:
-                accumulate = warmup(self.optimizer, ni, nw, self.hyp, self.lf(epoch), cfg.batch_size)
+                accumulate = warmup(self.optimizer, ni, nw, self.hyp, self.lf(epoch), cfg.batch_size, cfg.nominal_batch)
             if cfg.multi_scale:
                 images = self._multi_scale(images, ni)
             with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):

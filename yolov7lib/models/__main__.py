@@ -31,6 +31,8 @@ def markdown(rows: list[dict]) -> str:
         elif r["name"] == "yolov7-d6":
             note = ("the paper's 154.7M counts the unfused training model (aux head included): "
                     "see the training row's params")
+        elif VARIANTS[r["name"]].ablation:
+            note = f"{VARIANTS[r['name']].ablation}, inferred architecture: within {_residual(r):.2f} %"
         elif r["form"] == "training":
             note = "training form (the paper reports the deploy model)"
         else:
@@ -42,18 +44,26 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _residual(r: dict) -> float:
+    """Largest relative difference (%) of fused params / paper-rule GFLOPs from the paper."""
+    return 100 * max(abs(r["params_fused"] / 1e6 / r["paper_params"] - 1),
+                     abs(r["gflops_paper_rules"] / r["paper_gflops"] - 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", action="store_true", help="print the complexity table as CSV")
     parser.add_argument("--models", nargs="*", choices=list(VARIANTS), help="only these models")
+    parser.add_argument("--all", action="store_true", help="also the ablation variants (Tables 3, 4, 5, 8)")
     parser.add_argument("--out", type=Path, help="also write model_table.csv/.md into this folder")
     args = parser.parse_args(argv)
     if not args.table:
         for name, v in VARIANTS.items():
-            print(f"{name:18s} forms: {', '.join(v.official_forms):18s} {v.notes}")
+            print(f"{name:20s} {v.ablation or 'released':9s} forms: {', '.join(v.official_forms) or '-':18s} "
+                  f"{v.notes}")
         return 0
-    rows = model_table(args.models)
+    rows = model_table(args.models, ablations=args.all)
     writer = csv.DictWriter(sys.stdout, fieldnames=TABLE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from .blocks import Shortcut
 from .graph import GraphBuilder
+from .repconv import RepConv
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class ELAN:
         out: channels of the closing 1x1 transition conv.
         mid: channels of the stacked 3x3 convs (default: ``width``).
         step: concatenate every ``step``-th conv output of the chain (1 = all of them).
+        rep: 1-based positions in the chain built as RepConvN (planned RepConcatenation, §3.2,
+            Figure 6, Table 4): RepConv without its identity branch, since each output is concatenated.
     """
 
     width: int
@@ -39,6 +42,7 @@ class ELAN:
     out: int
     mid: int | None = None
     step: int = 2
+    rep: tuple[int, ...] = ()
 
     @property
     def chain_width(self) -> int:
@@ -49,8 +53,12 @@ class ELAN:
         stem_a = g.conv(src, self.width, 1)
         stem_b = g.conv(src, self.width, 1)
         chain = [stem_b]
-        for _ in range(self.depth):
-            chain.append(g.conv(chain[-1], self.chain_width, 3))
+        for j in range(1, self.depth + 1):
+            if j in self.rep:
+                chain.append(g.add(RepConv(g.ch(chain[-1]), self.chain_width, act=g.act, identity=False),
+                                   chain[-1], self.chain_width))
+            else:
+                chain.append(g.conv(chain[-1], self.chain_width, 3))
         picked = [chain[j] for j in range(self.depth, 0, -self.step)]
         cat = g.concat([*picked, stem_b, stem_a])
         return g.conv(cat, self.out, 1)

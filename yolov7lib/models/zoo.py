@@ -74,6 +74,8 @@ class Variant:
     paper_gflops: float | None = None
     official_forms: tuple[Form, ...] = FORMS  # forms the official repository ships a cfg for
     notes: str = ""
+    ablation: str = ""  # the paper table an ablation-only variant belongs to ("" = released model)
+    aux_tap: Literal["partial", "full"] = "partial"  # E-ELAN: aux head before / after the merge (Table 8)
 
     @property
     def p6(self) -> bool:
@@ -117,6 +119,24 @@ def _p6(name: str, stem: int, widths: tuple[int, ...], depth: int, down: Transit
 
 
 _MP = Transition("mp")
+def _p5x(name: str, stem: int, block: int, depth: int, out: int, **kw) -> Variant:
+    """YOLOv7-X's topology (backbone-style ELANs in backbone *and* neck, plain-conv predictions) with
+    stem width ``stem`` (YOLOv7: 32), ELAN stems ``block`` (64), ELAN depth ``depth`` and transition
+    unit ``out`` (the width of the first ELAN's output / 4: 64 for YOLOv7's scale). Table 3's rows."""
+    b, o = block, out
+    return Variant(
+        name,
+        stem=((stem, 3, 1), (2 * stem, 3, 2), (2 * stem, 3, 1), (4 * stem, 3, 2)),
+        stages=(Stage(_e(b, depth, 4 * o)), Stage(_e(2 * b, depth, 8 * o), Transition("mpconv", 2 * o)),
+                Stage(_e(4 * b, depth, 16 * o), Transition("mpconv", 4 * o)),
+                Stage(_e(4 * b, depth, 16 * o), Transition("mpconv", 8 * o))),
+        spp=8 * o,
+        top_down=(Level(_e(4 * b, depth, 4 * o), reduce=4 * o), Level(_e(2 * b, depth, 2 * o), reduce=2 * o)),
+        bottom_up=(Level(_e(4 * b, depth, 4 * o), down=Transition("mpconv", 2 * o)),
+                   Level(_e(8 * b, depth, 8 * o), down=Transition("mpconv", 4 * o))),
+        pred=(4 * o, 8 * o, 16 * o), anchors=ANCHORS_P5, official_forms=(), ablation="Table 3", **kw)
+
+
 _AUX6 = (320, 640, 960, 1280)
 _D6 = (384, 768, 1152, 1536)
 
@@ -153,20 +173,16 @@ VARIANTS: dict[str, Variant] = {
             pred=(256, 512, 1024), repconv=True, anchors=ANCHORS_P5,
             paper_params=36.9, paper_gflops=104.7,
         ),
-        Variant(
-            "yolov7x",
-            stem=((40, 3, 1), (80, 3, 2), (80, 3, 1), (160, 3, 2)),
-            stages=(Stage(_e(64, 6, 320)), Stage(_e(128, 6, 640), Transition("mpconv", 160)),
-                    Stage(_e(256, 6, 1280), Transition("mpconv", 320)),
-                    Stage(_e(256, 6, 1280), Transition("mpconv", 640))),
-            spp=640,
-            top_down=(Level(_e(256, 6, 320), reduce=320), Level(_e(128, 6, 160), reduce=160)),
-            bottom_up=(Level(_e(256, 6, 320), down=Transition("mpconv", 160)),
-                       Level(_e(512, 6, 640), down=Transition("mpconv", 320))),
-            pred=(320, 640, 1280), anchors=ANCHORS_P5,
-            paper_params=71.3, paper_gflops=189.9,
-            notes="compound-scaled YOLOv7 (§3.3): ELAN depth 4 -> 6, transition widths x1.25",
-        ),
+        replace(_p5x("yolov7x", stem=40, block=64, depth=6, out=80), official_forms=FORMS, ablation="",
+                paper_params=71.3, paper_gflops=189.9,
+                notes="compound-scaled X-light (§3.3): ELAN depth 4 -> 6, widths outside the blocks x1.25"),
+        _p5x("yolov7x-light", stem=32, block=64, depth=4, out=64, paper_params=47.0, paper_gflops=125.5,
+             notes="Table 3 base, inferred: YOLOv7-X with the compound scaling undone (depth 6 -> 4, widths "
+                   "outside the blocks / 1.25), i.e. YOLOv7 with X's full-width ELAN neck"),
+        _p5x("yolov7x-light-w1.25", stem=40, block=80, depth=4, out=80, paper_params=73.4, paper_gflops=195.5,
+             notes="Table 3 width only: every width of the base x1.25 (= scaling.multiply(base, width=1.25))"),
+        _p5x("yolov7x-light-d2.0", stem=32, block=64, depth=8, out=64, paper_params=69.3, paper_gflops=187.6,
+             notes="Table 3 depth only: 8 stacked convs per ELAN (= scaling.multiply(base, depth=2.0))"),
         _p6("yolov7-w6", 64, (128, 256, 512, 768, 1024), 4, "conv", (256, 512, 768, 1024), _AUX6,
             paper_params=70.4, paper_gflops=360.0),
         _p6("yolov7-e6", 80, (160, 320, 640, 960, 1280), 6, "downc", _AUX6, _AUX6,
@@ -176,9 +192,45 @@ VARIANTS: dict[str, Variant] = {
             notes="the paper's 154.7M counts the training model (aux head included)"),
         _p6("yolov7-e6e", 80, (160, 320, 640, 960, 1280), 6, "downc", _AUX6, _AUX6,
             e_elan=True, paper_params=151.7, paper_gflops=843.2,
-            notes="E-ELAN as two summed ELANs; partial aux head taps the second ELAN"),
+            notes="E-ELAN as two summed ELANs; partial aux head taps the second ELAN (Table 8 'partial aux')"),
     )
 }
+
+
+def _with_elans(v: Variant, **changes) -> tuple[tuple[Stage, ...], tuple[Level, ...], tuple[Level, ...]]:
+    """Every ELAN of ``v`` with ``changes`` applied."""
+    def block(b: Block) -> Block:
+        return replace(b, elan=replace(b.elan, **changes)) if isinstance(b, EELAN) else replace(b, **changes)
+
+    return (tuple(replace(st, block=block(st.block)) for st in v.stages),
+            tuple(replace(lv, block=block(lv.block)) for lv in v.top_down),
+            tuple(replace(lv, block=block(lv.block)) for lv in v.bottom_up))
+
+
+def _ablations() -> list[Variant]:
+    """Tables 4 and 8 as rows of the same table."""
+    rows = []
+    # Table 4: planned RepConcatenation on a 3-stacked ELAN model. The base is YOLOv7 with every ELAN
+    # made of 3 stacked convs, all concatenated; (a)-(e) replace Conv by RepConvN at the chain
+    # positions below (our reading of Figure 6, whose drawing the text does not describe).
+    base = VARIANTS["yolov7"]
+    placements = {"": (), "-a": (1,), "-b": (2,), "-c": (3,), "-d": (1, 3), "-e": (1, 2, 3)}
+    for suffix, rep in placements.items():
+        stages, top_down, bottom_up = _with_elans(base, depth=3, step=1, rep=rep)
+        rows.append(replace(base, name=f"yolov7-elan3{suffix}", stages=stages, top_down=top_down,
+                            bottom_up=bottom_up, official_forms=(), ablation="Table 4", paper_params=None,
+                            paper_gflops=None, notes=f"3-stacked ELANs; RepConvN at chain positions {rep}"
+                            if rep else "Table 4 base: YOLOv7 with 3-stacked ELANs (every conv concatenated)"))
+    # Table 8: the E6E auxiliary head reading the E-ELAN before (partial, official) or after the merge
+    e6e = VARIANTS["yolov7-e6e"]
+    rows.append(replace(e6e, name="yolov7-e6e-noaux", aux=(), official_forms=(), ablation="Table 8",
+                        notes="Table 8 base: E6E trained without an auxiliary head"))
+    rows.append(replace(e6e, name="yolov7-e6e-aux", aux_tap="full", official_forms=(), ablation="Table 8",
+                        notes="Table 8 aux: the auxiliary head reads the merged E-ELAN output"))
+    return rows
+
+
+VARIANTS.update((v.name, v) for v in _ablations())
 
 
 @dataclass(frozen=True)
@@ -189,6 +241,8 @@ class ModelConfig:
     form: Form = "training"
     nc: int = 80
     names: tuple[str, ...] | None = None
+    width: float = 1.0  # reduced-scale models: width / depth multiples (yolov7lib.scaling.multiply)
+    depth: float = 1.0
 
 
 def _tiny_spp(g: GraphBuilder, src: int, c: int) -> int:
@@ -200,10 +254,12 @@ def _tiny_spp(g: GraphBuilder, src: int, c: int) -> int:
     return g.conv(g.concat([merged, a]), c, 1)
 
 
-def build_model(name: str, form: Form = "training", nc: int = 80) -> YOLOv7:
+def build_model(name: str, form: Form = "training", nc: int = 80, width: float = 1.0,
+                depth: float = 1.0) -> YOLOv7:
     """Build a YOLOv7 model by name (see :data:`VARIANTS`) in ``training`` or ``deploy`` form.
 
     The returned module's state_dict keys and shapes equal the official model's for the same cfg.
+    ``width`` / ``depth`` multiples give reduced-scale models (:func:`yolov7lib.scaling.multiply`).
     """
     if name not in VARIANTS:
         raise KeyError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
@@ -212,6 +268,10 @@ def build_model(name: str, form: Form = "training", nc: int = 80) -> YOLOv7:
     if not isinstance(nc, int) or nc < 1:
         raise ValueError(f"nc must be a positive integer, got {nc!r}")
     v = VARIANTS[name]
+    if (width, depth) != (1.0, 1.0):
+        from ..scaling import multiply
+
+        v = multiply(v, width, depth)
     g = GraphBuilder(act=ACTIVATIONS[v.act])
     x = g.add(ReOrg(), -1, 12, down=2) if v.reorg else -1
     for c, k, s in v.stem:
@@ -232,6 +292,7 @@ def build_model(name: str, form: Form = "training", nc: int = 80) -> YOLOv7:
         up = g.add(Upsample(), g.conv(x, level.reduce, 1), level.reduce, down=0.5)
         x = g.concat([g.conv(lateral, level.reduce, 1), up])
         x, tap = build_block(g, level.block, x)
+        tap = x if v.aux_tap == "full" else tap
         levels.append(x)
         taps.append(tap)
     outs = [x]
@@ -256,4 +317,4 @@ def build_model(name: str, form: Form = "training", nc: int = 80) -> YOLOv7:
     strides = [g.stride(i) for i in pred]
     head = head_cls(nc, v.anchors, [g.ch(i) for i in heads_in], strides)
     g.add(head, heads_in, 0)
-    return YOLOv7(g, ModelConfig(name, form, nc))
+    return YOLOv7(g, ModelConfig(name, form, nc, width=width, depth=depth))
