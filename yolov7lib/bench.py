@@ -1,0 +1,288 @@
+"""Inference speed at the paper's protocol (protocol.md §5; Tables 2 and 9), and fast paths.
+
+Two protocols, both on the re-parameterized (deploy, fused) model:
+
+* ``paper``: letterboxed rect inputs (long side = the model's size, the short side padded to a
+  multiple of the stride, as COCO's val images give them), batch 1 and 32, FP16 on CUDA (FP32 on the
+  CPU, and the CSV says so), warm-up first; the forward pass is timed alone and NMS separately;
+* ``fixed``: square 640² or 1280² inputs, timed with CUDA events on a GPU (``perf_counter`` on the
+  CPU); median and p90 per batch.
+
+Fast paths (``eager``, ``channels_last``, ``compile``, ``cuda_graph``) are each timed against
+plain eager in the same run and checked to give the same outputs (within FP16 tolerance);
+:func:`fastest` picks the fastest that does. With ``peer=True`` the official model
+(``yolov7-package``, :mod:`yolov7lib.peer`) runs with the same weights and inputs in the same
+process, and the ratio ours / official is reported.
+
+    yolov7 bench --models yolov7 yolov7-tiny --batch 1 32 --protocol paper fixed --peer --csv results/speed/cpu.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .evaluate import non_max_suppression
+from .models.zoo import VARIANTS, build_model
+from .reparam import reparameterize
+
+PATHS = ("eager", "channels_last", "compile", "cuda_graph")
+
+
+@dataclass
+class Timing:
+    model: str
+    impl: str  # ours:<path> or official
+    protocol: str
+    batch: int
+    shape: str  # h x w
+    precision: str
+    forward_ms_median: float
+    forward_ms_p90: float
+    per_image_ms: float
+    fps: float
+    nms_ms_per_image: float
+    max_abs_diff: float  # outputs against our eager model
+    device: str
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Device, driver and library versions, recorded beside every table."""
+    env = {"torch": torch.__version__, "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()),
+                   driver=_driver())
+    return env
+
+
+def _driver() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def input_shape(name: str, protocol: str, size: int | None = None) -> tuple[int, int]:
+    """``paper``: a letterboxed 4:3 COCO-like image (long side = size, short side rounded up to the
+    stride); ``fixed``: a square."""
+    v = VARIANTS[name]
+    size = size or v.img_size
+    stride = 64 if v.p6 else 32
+    if protocol == "fixed":
+        return size, size
+    return math.ceil(size * 3 / 4 / stride) * stride, size
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls after ``warmup`` calls (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - t))
+    return times
+
+
+def prepare(model: nn.Module, path: str, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable running ``model`` through the fast path ``path`` (returns the decoded outputs)."""
+    if path == "eager":
+        return lambda x: model(x)[0]
+    if path == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        return lambda x: model(x.contiguous(memory_format=torch.channels_last))[0]
+    if path == "compile":
+        compiled = torch.compile(model, mode="max-autotune-no-cudagraphs" if example.is_cuda else "default")
+        return lambda x: compiled(x)[0]
+    if path == "cuda_graph":
+        if not example.is_cuda:
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        static_in = example.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = model(static_in)[0]
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            static_in.copy_(x)
+            graph.replay()
+            return static_out
+
+        return run
+    raise ValueError(f"unknown fast path {path!r}; choose from {PATHS}")
+
+
+def deploy_model(name: str, device: torch.device, half: bool, seed: int = 0) -> nn.Module:
+    """The fused deploy model of ``name`` with random (seeded) weights."""
+    torch.manual_seed(seed)
+    model = build_model(name, "training")
+    model = reparameterize(model.eval())
+    return model.to(device).half() if half else model.to(device)
+
+
+def bench_model(name: str, device: torch.device, batches: Sequence[int] = (1, 32), protocols: Sequence[str] = (
+        "paper", "fixed"), paths: Sequence[str] = ("eager", "channels_last"), peer: bool = False, warmup: int = 10,
+        repeats: int = 50, size: int | None = None) -> list[Timing]:
+    """Time ``name`` under every protocol, batch and fast path (and the official peer)."""
+    half = device.type == "cuda"
+    dtype = torch.float16 if half else torch.float32
+    precision = "FP16" if half else "FP32 (CPU)"
+    ours = deploy_model(name, device, half)
+    official = _official(name, ours, device, half) if peer else None
+    rows = []
+    for protocol in protocols:
+        h, w = input_shape(name, protocol, size)
+        for batch in batches:
+            x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
+            with torch.no_grad():
+                reference = ours(x)[0].float()
+                impls: list[tuple[str, Callable]] = []
+                for path in paths:
+                    try:
+                        impls.append((f"ours:{path}", prepare(_copy(ours), path, x)))
+                    except RuntimeError as err:
+                        print(f"{name}: skipping {path}: {err}")
+                if official is not None:
+                    impls.append(("official", lambda t, m=official: m(t)[0]))
+                for impl, fn in impls:
+                    out = fn(x).float()
+                    diff = float((out - reference).abs().max())
+                    times = time_forward(lambda fn=fn, x=x: fn(x), device, warmup, repeats)
+                    t_nms = time_forward(lambda o=out: non_max_suppression(o), device, 1, 3)
+                    median = statistics.median(times)
+                    p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+                    rows.append(Timing(name, impl, protocol, batch, f"{h}x{w}", precision, median, p90,
+                                       median / batch, 1000 * batch / median, statistics.median(t_nms) / batch,
+                                       diff, str(device)))
+    return rows
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _official(name: str, ours: nn.Module, device: torch.device, half: bool) -> nn.Module:
+    """The official deploy model with our weights: built by the official code (deploy cfg), fused
+    with its own ``fuse()``, then loaded with our fused deploy model's state_dict (same keys)."""
+    from .peer import official_model
+
+    model = official_model(name, ours.head.nc, "deploy").eval()
+    model.fuse()
+    model.load_state_dict(ours.state_dict())
+    model = model.to(device)
+    return model.half() if half else model
+
+
+def fastest(rows: Sequence[Timing], tolerance: float) -> dict[tuple[str, int], str]:
+    """Per (model, batch): the fastest of our fast paths whose outputs stay within ``tolerance``."""
+    best: dict[tuple[str, int], Timing] = {}
+    for r in rows:
+        if r.impl.startswith("ours:") and r.max_abs_diff <= tolerance:
+            key = (r.model, r.batch)
+            if key not in best or r.per_image_ms < best[key].per_image_ms:
+                best[key] = r
+    return {k: v.impl.removeprefix("ours:") for k, v in best.items()}
+
+
+def write_csv(rows: Sequence[Timing], path: str | Path, env: dict[str, str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write("# " + ", ".join(f"{k}={v}" for k, v in env.items()) + "\n")
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in asdict(r).items()})
+
+
+def ratios(rows: Sequence[Timing]) -> list[str]:
+    """Lines ``model protocol batch: ours/official`` for our fastest path against the peer."""
+    out = []
+    keys = {(r.model, r.protocol, r.batch) for r in rows}
+    for model, protocol, batch in sorted(keys):
+        group = [r for r in rows if (r.model, r.protocol, r.batch) == (model, protocol, batch)]
+        theirs = [r for r in group if r.impl == "official"]
+        ours = [r for r in group if r.impl.startswith("ours:")]
+        if theirs and ours:
+            best = min(ours, key=lambda r: r.per_image_ms)
+            speedup = theirs[0].per_image_ms / best.per_image_ms
+            out.append(f"{model} {protocol} b{batch}: ours ({best.impl}) {best.per_image_ms:.2f} ms/img, official "
+                       f"{theirs[0].per_image_ms:.2f} ms/img, speed-up {speedup:.2f}x")
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[Timing]:
+    parser = argparse.ArgumentParser(prog="yolov7 bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["yolov7"], choices=list(VARIANTS))
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--protocol", nargs="+", default=["paper", "fixed"], choices=("paper", "fixed"))
+    parser.add_argument("--paths", nargs="+", default=["eager", "channels_last"], choices=PATHS)
+    parser.add_argument("--img", type=int, default=None, help="long side (default: the model's size)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--peer", action="store_true", help="also time the official model (make bench-install)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--csv", type=Path)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    env = environment(device)
+    print("# " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    if device.type == "cpu":
+        print("# CPU: FP32 (the paper's FP16 protocol needs CUDA)")
+    rows = []
+    for name in args.models:
+        rows += bench_model(name, device, args.batch, args.protocol, args.paths, args.peer, args.warmup,
+                            args.repeats, args.img)
+        for r in rows[-len(args.batch) * len(args.protocol) * (len(args.paths) + args.peer):]:
+            print(f"{r.model:12s} {r.impl:20s} {r.protocol:6s} b{r.batch:<3d} {r.shape:9s} {r.per_image_ms:8.2f} "
+                  f"ms/img {r.fps:8.1f} FPS  nms {r.nms_ms_per_image:6.2f} ms/img  |Δ| {r.max_abs_diff:.1e}")
+    for line in ratios(rows):
+        print(line)
+    tolerance = 0.05 if device.type == "cuda" else 1e-2
+    print("fastest path within tolerance:", fastest(rows, tolerance))
+    if args.csv:
+        write_csv(rows, args.csv, env)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""ONNX export of the deploy model: dynamic batch, raw decoded outputs, optionally with NMS.
+
+``export_onnx(model, path)`` re-parameterizes a training model first (planned re-parameterization,
+§3.2), so the graph holds only plain convolutions. The output is ``(batch, N, 5 + nc)``: boxes
+(cx, cy, w, h in input pixels), objectness and class probabilities, exactly the decoded output of
+the PyTorch model. With ``nms=True`` the graph ends with ONNX ``NonMaxSuppression`` over
+``obj · cls`` scores and returns ``(k, 7)`` rows ``(image, x1, y1, x2, y2, score, class)``.
+
+    yolov7 export --weights best.pt --img 640 --out best.onnx [--nms] [--half]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .reparam import reparameterize
+
+
+class _WithNMS(nn.Module):
+    """Decoded outputs -> class-aware NMS inside the graph (torchvision ``batched_nms`` exports as
+    ONNX NonMaxSuppression)."""
+
+    def __init__(self, model: nn.Module, conf: float, iou: float) -> None:
+        super().__init__()
+        self.model, self.conf, self.iou = model, conf, iou
+        self.single_class = model.head.nc == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torchvision
+
+        pred = self.model(x)[0]
+        bs, n, _ = pred.shape
+        scores = pred[..., 4:5] if self.single_class else pred[..., 5:] * pred[..., 4:5]
+        score, cls = scores.max(-1)
+        xy, wh = pred[..., :2], pred[..., 2:4] / 2
+        boxes = torch.cat((xy - wh, xy + wh), -1).reshape(-1, 4)
+        image = torch.arange(bs, device=x.device).repeat_interleave(n)
+        score, cls = score.reshape(-1), cls.reshape(-1)
+        keep = score > self.conf
+        boxes, score, cls, image = boxes[keep], score[keep], cls[keep], image[keep]
+        groups = image * 4096 + cls
+        kept = torchvision.ops.batched_nms(boxes, score, groups, self.iou)
+        return torch.cat((image[kept, None].float(), boxes[kept], score[kept, None], cls[kept, None].float()), 1)
+
+
+def export_onnx(model: nn.Module, path: str | Path, img_size: int | tuple[int, int] = 640, nms: bool = False,
+                conf: float = 0.25, iou: float = 0.45, opset: int = 17) -> Path:
+    """Write ``model`` (training or deploy form) as ONNX with a dynamic batch axis; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deploy = reparameterize(model) if getattr(model.config, "form", "deploy") == "training" else model.eval()
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    param = next(deploy.parameters())
+    example = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
+    net: nn.Module = _WithNMS(deploy, conf, iou) if nms else _Decoded(deploy)
+    names = ["detections"] if nms else ["output"]
+    axes = {"images": {0: "batch"}} if nms else {"images": {0: "batch"}, "output": {0: "batch"}}
+    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=names,
+                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return path
+
+
+class _Decoded(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from .checkpoint import load_any
+
+    parser = argparse.ArgumentParser(prog="yolov7 export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--img", type=int, nargs="+", default=[640], help="size, or height width")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--nms", action="store_true", help="end the graph with NMS")
+    parser.add_argument("--conf-thres", type=float, default=0.25)
+    parser.add_argument("--iou-thres", type=float, default=0.45)
+    parser.add_argument("--half", action="store_true", help="FP16 weights (export on CUDA)")
+    args = parser.parse_args(argv)
+    model = load_any(args.weights)
+    if args.half:
+        model = model.cuda().half()
+    size = args.img[0] if len(args.img) == 1 else tuple(args.img[:2])
+    out = export_onnx(model, args.out or Path(args.weights).with_suffix(".onnx"), size, args.nms, args.conf_thres,
+                      args.iou_thres)
+    print(f"wrote {out}")
+    return out
