@@ -2,7 +2,7 @@
 
 Both run in this process on the same batch (a real augmented batch of the synthetic dataset) with
 the same weights: the official ``models.yolo.Model`` (``yolov7-package==0.0.13``, ``make
-bench-install``) is built from our layer graph (:mod:`official_peer`) and loaded with our
+bench-install``) is built from our layer graph (:mod:`yolov7lib.peer`) and loaded with our
 state_dict; its loss is the official ``ComputeLossOTA``. The script checks both give the same loss,
 then prints the median step time of each and the ratio ours / official (target ≤ 0.8).
 
@@ -25,10 +25,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from official_peer import official_loss, official_model
 
 from yolov7lib import build_model
 from yolov7lib.data.check import load_split
@@ -37,6 +34,7 @@ from yolov7lib.data.formats import DataConfig
 from yolov7lib.data.synthetic import generate
 from yolov7lib.hyp import P5
 from yolov7lib.loss import YOLOv7Loss
+from yolov7lib.peer import official_loss, official_model
 
 
 def batch(data: Path, img: int, size: int, seed: int = 0):

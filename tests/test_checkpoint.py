@@ -33,7 +33,8 @@ def test_own_format_round_trip(tmp_path):
     path = save_checkpoint(tmp_path / "ckpt" / "last.pt", model, epoch=4)
     payload = torch.load(path, weights_only=True)  # plain data only
     assert payload["format"] == "yolov7lib" and payload["version"] == 1 and payload["epoch"] == 4
-    assert payload["config"] == {"name": "yolov7-tiny", "form": "training", "nc": 3, "names": None}
+    assert payload["config"] == {"name": "yolov7-tiny", "form": "training", "nc": 3, "names": None, "width": 1.0,
+                                 "depth": 1.0}
     loaded = load_model(path)
     x = torch.rand(1, 3, 64, 64)
     torch.testing.assert_close(outputs(loaded, x), outputs(model, x), atol=0, rtol=0)

@@ -191,7 +191,7 @@ def identify(state_dict: Mapping[str, torch.Tensor], act: str | None = None) -> 
     nc = weight.shape[0] // anchors.shape[1] - 5
     layout = {k: tuple(v.shape) for k, v in state_dict.items()}
     matches = []
-    for name in VARIANTS:
+    for name in (n for n, v in VARIANTS.items() if not v.ablation):  # released models only
         for form in FORMS:
             with torch.device("meta"):
                 model = build_model(name, form, nc)

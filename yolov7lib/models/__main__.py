@@ -24,22 +24,30 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         ours_m, ours_g = r["params_fused"] / 1e6, r["gflops_paper_rules"]
-        match = (f"{ours_m:.1f}" == f"{r['paper_params']:.1f}"
-                 and abs(ours_g - r["paper_gflops"]) <= 0.2)
-        if match:
+        published = r["paper_params"] is not None
+        match = published and (f"{ours_m:.1f}" == f"{r['paper_params']:.1f}"
+                               and abs(ours_g - r["paper_gflops"]) <= 0.2)
+        ablation = VARIANTS[r["name"]].ablation
+        if not published:
+            note = f"{ablation}: the paper prints no parameter or FLOP counts"
+        elif match and ablation:
+            note = f"{ablation}, inferred architecture: within {_residual(r):.2f} %"
+        elif match:
             note = "matches the paper"
         elif r["name"] == "yolov7-d6":
             note = ("the paper's 154.7M counts the unfused training model (aux head included): "
                     "see the training row's params")
-        elif VARIANTS[r["name"]].ablation:
-            note = f"{VARIANTS[r['name']].ablation}, inferred architecture: within {_residual(r):.2f} %"
+        elif ablation:
+            note = f"{ablation}, inferred architecture: within {_residual(r):.2f} %"
         elif r["form"] == "training":
             note = "training form (the paper reports the deploy model)"
         else:
             note = "differs"
+        paper_p = f"{r['paper_params']}M" if published else "–"
+        paper_g = f"{r['paper_gflops']}G" if published else "–"
         lines.append(
             f"| {r['name']} | {r['form']} | {r['params']:,} | {r['params_fused']:,} | {r['gflops']:.1f} "
-            f"| {ours_g:.1f} | {r['paper_params']}M | {r['paper_gflops']}G | {note} |"
+            f"| {ours_g:.1f} | {paper_p} | {paper_g} | {note} |"
         )
     return "\n".join(lines) + "\n"
 

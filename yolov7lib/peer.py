@@ -1,5 +1,7 @@
 """The official implementation (``yolov7-package==0.0.13``, ``make bench-install``) as a benchmark peer.
 
+Only benchmarks use this module; the package never depends on the official code.
+
 The package ships the official code but no model YAMLs, and the project copies none. The peer's
 model is therefore described to the official ``parse_model`` from *our* layer graph: one
 ``[from, 1, module, args]`` row per layer, in the official layer order (which ours follows), so
@@ -15,11 +17,15 @@ from torch import nn
 from yolov7lib import VARIANTS, build_model
 from yolov7lib.models.blocks import MP, SP, SPPCSPC, Concat, Conv, DownC, ReOrg, Shortcut, Upsample
 from yolov7lib.models.graph import IMAGE
-from yolov7lib.models.heads import IAuxDetect, IDetect
+from yolov7lib.models.heads import Detect
 from yolov7lib.models.repconv import RepConv
 
 
 def _shim() -> None:
+    try:
+        import yolov7_package  # noqa: F401
+    except ImportError as err:
+        raise ImportError("the official peer needs yolov7-package==0.0.13: run `make bench-install`") from err
     if not hasattr(np, "int"):  # the official code predates numpy 1.24
         np.int = int
 
@@ -35,7 +41,7 @@ def _row(i: int, layer: nn.Module, src: tuple[int, ...], nc: int, anchors, act: 
         return [frm, 1, "SPPCSPC", [layer.cv7.conv.out_channels]]
     if isinstance(layer, DownC):
         return [frm, 1, "DownC", [layer.cv3.conv.out_channels]]
-    if isinstance(layer, IAuxDetect | IDetect):
+    if isinstance(layer, Detect):
         return [list(src), 1, type(layer).__name__, [nc, anchors]]
     if isinstance(layer, MP | SP):
         return [frm, 1, type(layer).__name__, [layer.m.kernel_size]]
@@ -47,10 +53,10 @@ def _row(i: int, layer: nn.Module, src: tuple[int, ...], nc: int, anchors, act: 
     raise TypeError(f"no official module for layer {i}: {type(layer).__name__}")
 
 
-def official_cfg(name: str, nc: int = 80) -> dict:
-    """The official model dict (as its YAML would give it) of our variant ``name``, training form."""
+def official_cfg(name: str, nc: int = 80, form: str = "training") -> dict:
+    """The official model dict (as its YAML would give it) of our variant ``name`` in ``form``."""
     with torch.device("meta"):
-        model = build_model(name, "training", nc)
+        model = build_model(name, form, nc)
     v = VARIANTS[name]
     act = "nn.LeakyReLU(0.1)" if v.act == "leaky" else "nn.SiLU()"
     anchors = np.asarray(v.anchors, dtype=float).reshape(len(model.head.strides), -1).tolist()  # flat per level
@@ -59,12 +65,12 @@ def official_cfg(name: str, nc: int = 80) -> dict:
             "head": []}
 
 
-def official_model(name: str, nc: int = 80) -> nn.Module:
+def official_model(name: str, nc: int = 80, form: str = "training") -> nn.Module:
     """The official ``models.yolo.Model`` built from :func:`official_cfg`."""
     _shim()
     from yolov7_package.models.yolo import Model
 
-    return Model(official_cfg(name, nc), ch=3, nc=nc)
+    return Model(official_cfg(name, nc, form), ch=3, nc=nc)
 
 
 def official_loss(model: nn.Module, hyp: dict):

@@ -1,0 +1,83 @@
+"""The paper pipeline: profiles, tables beside the paper, and every notebook under the smoke profile."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from yolov7lib import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_profiles():
+    params = pipeline.load_params(ROOT / "params.yaml")
+    assert {"smoke", "cpu", "gpu", "paper"} <= set(params["profiles"])
+    smoke = pipeline.profile("smoke", ROOT / "params.yaml")
+    assert smoke["name"] == "smoke" and smoke["seeds"] == [0]
+    assert pipeline.data_yaml(smoke) == "data/synthetic/data.yaml"
+    assert pipeline.data_yaml(pipeline.profile("paper", ROOT / "params.yaml")) == "coco/coco.yaml"
+    with pytest.raises(KeyError, match="choose from"):
+        pipeline.profile("nope", ROOT / "params.yaml")
+
+
+def test_paper_tables_ship_with_the_package():
+    rows = pipeline.paper_table(6)
+    assert rows[3]["model"] == "coarse-to-fine lead guided" and rows[3]["ap_val"] == "55.9"
+
+
+def test_summary_ordering_and_table(tmp_path):
+    paper = [{"model": "base", "ap_val": "50.0", "ap50_val": "70.0", "ap75_val": "55.0"},
+             {"model": "better", "ap_val": "51.0", "ap50_val": "71.0", "ap75_val": "56.0"},
+             {"model": "worse", "ap_val": "49.0", "ap50_val": "69.0", "ap75_val": "54.0"}]
+    rows = [{"label": label, "seed": s, "AP": ap + s / 100, "AP50": ap + 0.2, "AP75": ap + 0.05}
+            for label, ap in (("base", 0.30), ("better", 0.32), ("worse", 0.35)) for s in (0, 1)]
+    summary = pipeline.summarize(rows, paper, {})
+    assert [r["ordering"] for r in summary] == ["base", "reproduced", "not reproduced"]
+    assert summary[0]["AP"] == pytest.approx(30.5) and summary[0]["AP_std"] == pytest.approx(math.sqrt(0.5))
+    assert summary[1]["AP_delta"] == pytest.approx(32.5 - 51.0)
+    pipeline.write_table(summary, tmp_path / "tableX", "Table X")
+    md = (tmp_path / "tableX.md").read_text()
+    assert "32.5 ± 0.7 / 51.0 (-18.5)" in md and "not reproduced" in md
+    assert json.loads((tmp_path / "metrics.json").read_text())["better"]["AP"] == pytest.approx(32.5)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_sources_have_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs: clear them"
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    """A scratch copy of the project's pipeline inputs with the smoke dataset generated."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    prof = pipeline.profile("smoke", root / "params.yaml")
+    from yolov7lib.data.synthetic import generate
+
+    d = prof["data"]
+    generate(root / "data" / "synthetic", train=d["train"], val=d["val"], size=d["size"], seed=d["seed"], workers=1)
+    return root
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_under_the_smoke_profile(path, smoke_root, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{smoke_root / 'mlflow.db'}")
+    out = smoke_root / "executed" / path.name
+    out.parent.mkdir(exist_ok=True)
+    papermill.execute_notebook(str(path), str(out), parameters={"profile": "smoke"}, kernel_name="python3",
+                               cwd=str(smoke_root), progress_bar=False)
+    produced = list((smoke_root / "results" / path.stem).iterdir())
+    assert produced, f"{path.name} wrote nothing to results/{path.stem}"

@@ -1,0 +1,1 @@
+"""The paper tables (values as printed, in %), read by yolov7lib.pipeline.paper_table."""
