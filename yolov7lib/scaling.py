@@ -25,6 +25,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .models.csp import CSP
 from .models.elan import EELAN, ELAN, Block
 from .models.transitions import Transition
 
@@ -46,12 +47,16 @@ def _block(b: Block, width: float, depth: float, inside: bool = True) -> Block:
     """``b`` with depth × ``depth`` and its output × ``width``; its stems and chain too if ``inside``."""
     if isinstance(b, EELAN):
         return replace(b, elan=_block(b.elan, width, depth, inside))
+    if isinstance(b, CSP):  # the official depth_multiple rule for the YOLOR baselines
+        return replace(b, out=channels(b.out, width), n=max(1, round(b.n * depth)))
     inner = width if inside else 1.0
     return replace(b, width=channels(b.width, inner), out=channels(b.out, width),
                    mid=None if b.mid is None else channels(b.mid, inner), depth=blocks(b.depth, depth, b.step))
 
 
 def _elan(b: Block) -> ELAN:
+    if isinstance(b, CSP):
+        raise ValueError("compound scaling (§3.3) applies to concatenation-based (ELAN) models, not CSP blocks")
     return b.elan if isinstance(b, EELAN) else b
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .blocks import Shortcut
+from .csp import CSP
 from .graph import GraphBuilder
 from .repconv import RepConv
 
@@ -90,11 +91,11 @@ class EELAN:
         return self.build_with_tap(g, src)[0]
 
 
-Block = ELAN | EELAN
+Block = ELAN | EELAN | CSP  # CSP: the residual blocks of the YOLOR baselines (Table 5)
 
 
 def build_block(g: GraphBuilder, block: Block, src: int) -> tuple[int, int]:
-    """Build an ELAN or E-ELAN; return (output, feature tapped by an auxiliary head)."""
+    """Build a computational block; return (output, feature tapped by an auxiliary head)."""
     if isinstance(block, EELAN):
         return block.build_with_tap(g, src)
     out = block.build(g, src)

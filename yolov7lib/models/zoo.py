@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
+from .csp import CSP, DarkStyle
 from .elan import EELAN, ELAN, Block, build_block
 from .graph import GraphBuilder, YOLOv7
 from .heads import Detect, IAuxDetect, IDetect
@@ -76,6 +77,7 @@ class Variant:
     notes: str = ""
     ablation: str = ""  # the paper table an ablation-only variant belongs to ("" = released model)
     aux_tap: Literal["partial", "full"] = "partial"  # E-ELAN: aux head before / after the merge (Table 8)
+    pred_first: bool = False  # YOLOR order: each level's prediction conv precedes its down transition
 
     @property
     def p6(self) -> bool:
@@ -135,6 +137,47 @@ def _p5x(name: str, stem: int, block: int, depth: int, out: int, **kw) -> Varian
         bottom_up=(Level(_e(4 * b, depth, 4 * o), down=Transition("mpconv", 2 * o)),
                    Level(_e(8 * b, depth, 8 * o), down=Transition("mpconv", 4 * o))),
         pred=(4 * o, 8 * o, 16 * o), anchors=ANCHORS_P5, official_forms=(), ablation="Table 3", **kw)
+
+
+def _yolor(name: str, stem: tuple[tuple[int, int, int], ...], stages: tuple[CSP, ...],
+           neck: tuple[int, ...], n: int, style: DarkStyle = DarkStyle(), **kw) -> Variant:
+    """The YOLOR baselines of Table 5 (official ``cfg/baseline/yolor-csp.yaml`` / ``yolor-w6.yaml``):
+    CSPDarknet backbone (3x3 stride-2 conv + CSP block per stage), SPPCSPC, a PAN neck of CSP-B
+    blocks with ``n`` dark blocks and widths ``neck`` (P3 first), and 3x3 prediction convs of twice
+    the neck width, each built before its level's down transition. ``style`` sets every dark block."""
+    stages = tuple(replace(b, style=style) for b in stages)
+    first = stages[0] if stages[0].kind == "dark" else None
+    backbone = ((Stage(first),) if first else ()) + tuple(
+        Stage(b, Transition("conv", b.out)) for b in stages[1 if first else 0:])
+    top_down = tuple(Level(CSP("B", c, n, style), reduce=c) for c in neck[-2::-1])
+    bottom_up = tuple(Level(CSP("B", c, n, style), down=Transition("conv", c)) for c in neck[1:])
+    return Variant(name, stem, backbone, neck[-1], top_down, bottom_up, tuple(2 * c for c in neck),
+                   pred_first=True, official_forms=(), ablation="Table 5", **kw)
+
+
+def _table5() -> list[Variant]:
+    """Table 5: planned RepResidual on the two YOLOR baselines; every row has all four dark-block
+    styles (the paper reports all four on W6 and base/RepRCSP on CSP)."""
+    csp = dict(stem=((32, 3, 1), (64, 3, 2)),
+               stages=(CSP("dark", 64), CSP("C", 128, 2), CSP("C", 256, 8), CSP("C", 512, 8),
+                       CSP("C", 1024, 4)),
+               neck=(128, 256, 512), n=2, anchors=ANCHORS_P5)
+    w6 = dict(stem=((64, 3, 1),),
+              stages=(CSP("A", 128, 3), CSP("A", 256, 7), CSP("A", 512, 7), CSP("A", 768, 3),
+                      CSP("A", 1024, 3)),
+              neck=(128, 256, 384, 512), n=3, anchors=ANCHORS_P6, reorg=True, img_size=1280)
+    styles = {"": DarkStyle(), "-repcsp": DarkStyle(rep=True), "-rcsp": DarkStyle(reversed=True),
+              "-reprcsp": DarkStyle(reversed=True, rep=True)}
+    rows = []
+    for base, kw, paper in (("yolor-csp", csp, (52.9, 120.4)), ("yolor-w6", w6, (79.8, 453.2))):
+        for suffix, style in styles.items():
+            rows.append(_yolor(
+                base + suffix, style=style, paper_params=None if suffix else paper[0],
+                paper_gflops=None if suffix else paper[1],
+                notes=f"{style.label} dark blocks" if suffix else
+                f"Table 5 base ({base.upper()}, official cfg/baseline); the dark block is 1x1 then 3x3",
+                **kw))
+    return rows
 
 
 _AUX6 = (320, 640, 960, 1280)
@@ -230,7 +273,7 @@ def _ablations() -> list[Variant]:
     return rows
 
 
-VARIANTS.update((v.name, v) for v in _ablations())
+VARIANTS.update((v.name, v) for v in _ablations() + _table5())
 
 
 @dataclass(frozen=True)
@@ -295,18 +338,18 @@ def build_model(name: str, form: Form = "training", nc: int = 80, width: float =
         tap = x if v.aux_tap == "full" else tap
         levels.append(x)
         taps.append(tap)
-    outs = [x]
-    for level, skip in zip(v.bottom_up, levels[-2::-1]):
+    def predict(src: int, c: int) -> int:  # a prediction conv (RepConv in YOLOv7)
+        return g.add(RepConv(g.ch(src), c, act=g.act), src, c) if v.repconv else g.conv(src, c, 3)
+
+    outs, pred = [x], []
+    for level, skip, c in zip(v.bottom_up, levels[-2::-1], v.pred):
+        if v.pred_first:
+            pred.append(predict(x, c))
         x = level.down.build(g, x, skip)
         x, _ = build_block(g, level.block, x)
         outs.append(x)
-    # prediction convs (RepConv in YOLOv7), then the aux convs (training P6), then the head
-    pred = []
-    for src, c in zip(outs, v.pred):
-        if v.repconv:
-            pred.append(g.add(RepConv(g.ch(src), c, act=g.act), src, c))
-        else:
-            pred.append(g.conv(src, c, 3))
+    # the remaining prediction convs, then the aux convs (training P6), then the head
+    pred += [predict(src, c) for src, c in list(zip(outs, v.pred))[len(pred):]]
     heads_in = list(pred)
     head_cls: type[Detect] = Detect
     if form == "training":
