@@ -19,12 +19,7 @@ import numpy as np
 import torch
 
 from . import train as train_module
-
-
-def _device(name: str) -> torch.device:
-    if name in ("", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device(f"cuda:{name}" if name.isdigit() else (name or "cpu"))
+from .train import select_device
 
 
 def _half(args: argparse.Namespace, device: torch.device) -> bool:
@@ -56,7 +51,7 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--experiment", default="yolov7lib-val")
     args = p.parse_args(argv)
-    device = _device(args.device)
+    device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
     data = DataConfig.load(args.data)
     split = load_split(data.val if args.task == "val" else data.train, data.nc)
@@ -100,7 +95,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--out", default="runs/detect/exp")
     args = p.parse_args(argv)
-    device = _device(args.device)
+    device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
     half = _half(args, device)
     if half:

@@ -90,7 +90,7 @@ def train_config(prof: dict, arm: Arm, seed: int, project: Path, data: str) -> T
                           "overrides": overrides})
 
 
-def _finished(cfg: TrainConfig) -> dict[str, float] | None:
+def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
     """The final metrics of a run that already completed (same settings), else None."""
     from .checkpoint import CheckpointError, load_checkpoint
 
@@ -121,7 +121,7 @@ def run_ablation(table: str, arms: Sequence[Arm], prof: dict, out: str | os.Path
         for arm in arms:
             for seed in seeds:
                 cfg = train_config(prof, arm, seed, out / "runs", data)
-                metrics = _finished(cfg)
+                metrics = finished_metrics(cfg)
                 if metrics is None:
                     hooks = [MLflowHook(experiment, cfg.name, nested=True)] if parent and parent.active else []
                     metrics = train(cfg, hooks=hooks)

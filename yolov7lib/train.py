@@ -128,7 +128,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return self.per_rank
 
 
-def _select_device(name: str, local_rank: int) -> torch.device:
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device`` as the official scripts read it: '' (CUDA if present, else CPU), 'cpu', 'cuda',
+    a GPU index ('0') or any torch device string; under DDP '' and 'cuda' pick the local rank's GPU."""
     if name in ("", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     if name.isdigit():
@@ -156,7 +158,7 @@ class Trainer:
         self.cfg, self.hooks = cfg, list(hooks)
         self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.device = _select_device(cfg.device, self.local_rank)
+        self.device = select_device(cfg.device, self.local_rank)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":

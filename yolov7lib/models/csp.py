@@ -53,6 +53,9 @@ class DarkStyle:
         return ("Rep" if self.rep else "") + ("RCSP" if self.reversed else "CSP")
 
 
+PLAIN = DarkStyle()  # the baselines' dark block: 1x1 then 3x3, plain convs
+
+
 class DarkBlock(nn.Module):
     """A CSPDarknet dark block ``x + cv2(cv1(x))`` (official ``Bottleneck``; keys ``cv1``, ``cv2``).
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
-from .csp import CSP, DarkStyle
+from .csp import CSP, PLAIN, DarkStyle
 from .elan import EELAN, ELAN, Block, build_block
 from .graph import GraphBuilder, YOLOv7
 from .heads import Detect, IAuxDetect, IDetect
@@ -140,7 +140,7 @@ def _p5x(name: str, stem: int, block: int, depth: int, out: int, **kw) -> Varian
 
 
 def _yolor(name: str, stem: tuple[tuple[int, int, int], ...], stages: tuple[CSP, ...],
-           neck: tuple[int, ...], n: int, style: DarkStyle = DarkStyle(), **kw) -> Variant:
+           neck: tuple[int, ...], n: int, style: DarkStyle = PLAIN, **kw) -> Variant:
     """The YOLOR baselines of Table 5 (official ``cfg/baseline/yolor-csp.yaml`` / ``yolor-w6.yaml``):
     CSPDarknet backbone (3x3 stride-2 conv + CSP block per stage), SPPCSPC, a PAN neck of CSP-B
     blocks with ``n`` dark blocks and widths ``neck`` (P3 first), and 3x3 prediction convs of twice
@@ -166,7 +166,7 @@ def _table5() -> list[Variant]:
               stages=(CSP("A", 128, 3), CSP("A", 256, 7), CSP("A", 512, 7), CSP("A", 768, 3),
                       CSP("A", 1024, 3)),
               neck=(128, 256, 384, 512), n=3, anchors=ANCHORS_P6, reorg=True, img_size=1280)
-    styles = {"": DarkStyle(), "-repcsp": DarkStyle(rep=True), "-rcsp": DarkStyle(reversed=True),
+    styles = {"": PLAIN, "-repcsp": DarkStyle(rep=True), "-rcsp": DarkStyle(reversed=True),
               "-reprcsp": DarkStyle(reversed=True, rep=True)}
     rows = []
     for base, kw, paper in (("yolor-csp", csp, (52.9, 120.4)), ("yolor-w6", w6, (79.8, 453.2))):
