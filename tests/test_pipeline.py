@@ -48,6 +48,17 @@ def test_summary_ordering_and_table(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["better"]["AP"] == pytest.approx(32.5)
 
 
+def test_undefined_metrics_are_left_out(tmp_path):
+    """pycocotools gives -1 for an area range without objects: no number, no ordering from it."""
+    paper = [{"model": "base", "ap_val": "50.0", "apl_val": "65.0"},
+             {"model": "other", "ap_val": "51.0", "apl_val": "66.0"}]
+    rows = [{"label": label, "seed": 0, "AP": ap, "APl": -1.0} for label, ap in (("base", 0.3), ("other", 0.2))]
+    summary = pipeline.summarize(rows, paper, {}, metrics=("AP", "APl"))
+    assert math.isnan(summary[1]["APl"]) and summary[1]["ordering"] == "not reproduced"
+    pipeline.write_table(summary, tmp_path / "t", "T", metrics=("AP", "APl"))
+    assert "| – / 66.0 |" in (tmp_path / "t.md").read_text()
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_sources_have_no_outputs(path):
     nb = nbformat.read(path, as_version=4)

@@ -137,6 +137,8 @@ def run_ablation(table: str, arms: Sequence[Arm], prof: dict, out: str | os.Path
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -156,7 +158,8 @@ def summarize(rows: list[dict[str, Any]], paper: list[dict[str, str]], labels: d
         p = paper_rows.get(labels.get(label, label), {})
         row: dict[str, Any] = {"row": label, "paper_row": labels.get(label, label), "seeds": len(runs)}
         for m in metrics:
-            mean, std = _mean_std([100 * r[m] for r in runs if m in r])
+            # pycocotools reports -1 where an area range has no objects (APl on small images)
+            mean, std = _mean_std([100 * r[m] for r in runs if m in r and r[m] >= 0])
             theirs = p.get(METRIC_COLUMNS[m]) or ""
             row[m] = mean
             row[f"{m}_std"] = std
@@ -168,7 +171,8 @@ def summarize(rows: list[dict[str, Any]], paper: list[dict[str, str]], labels: d
             row["ordering"] = "base"
         else:
             agree = [math.copysign(1, row[m] - base[m]) == math.copysign(1, row[f"{m}_paper"] - base[f"{m}_paper"])
-                     for m in metrics if not math.isnan(row[f"{m}_paper"]) and row[f"{m}_paper"] != base[f"{m}_paper"]]
+                     for m in metrics if not math.isnan(row[f"{m}_paper"]) and row[f"{m}_paper"] != base[f"{m}_paper"]
+                     and not math.isnan(row[m] - base[m])]
             row["ordering"] = ("reproduced" if agree and all(agree) else "not reproduced" if agree else "n/a")
         out.append(row)
     return out
@@ -190,8 +194,9 @@ def write_table(summary: list[dict], stem: str | os.PathLike, title: str, metric
         cells = [r["row"], *(str(r.get(e, "")) for e in extra)]
         for m in metrics:
             paper = r[f"{m}_paper"]
-            cells.append(f"{r[m]:.1f} ± {r[f'{m}_std']:.1f} / " + ("–" if math.isnan(paper) else
-                                                                   f"{paper:.1f} ({r[f'{m}_delta']:+.1f})"))
+            ours = "–" if math.isnan(r[m]) else f"{r[m]:.1f} ± {r[f'{m}_std']:.1f}"
+            cells.append(f"{ours} / " + ("–" if math.isnan(paper) else f"{paper:.1f}" + (
+                "" if math.isnan(r[m]) else f" ({r[f'{m}_delta']:+.1f})")))
         cells += [r[f"{metrics[0]}_status"], r.get("ordering", "")]
         lines.append("| " + " | ".join(cells) + " |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
