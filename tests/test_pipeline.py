@@ -27,6 +27,23 @@ def test_profiles():
         pipeline.profile("nope", ROOT / "params.yaml")
 
 
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "paper"])
+def test_every_profile_gives_valid_training_runs(name):
+    """What `dvc exp run -S profile=NAME` trains: every `train` key is a TrainConfig field (none is
+    dropped silently), the hyp preset and its overrides exist, and the models build."""
+    from dataclasses import fields
+
+    from yolov7lib import VARIANTS
+    from yolov7lib.train import TrainConfig, load_hyp
+
+    prof = pipeline.profile(name, ROOT / "params.yaml")
+    assert set(prof["train"]) <= {f.name for f in fields(TrainConfig)}
+    cfg = pipeline.train_config(prof, pipeline.Arm("base", "yolor-w6"), 0, Path("runs"), pipeline.data_yaml(prof))
+    load_hyp(cfg.hyp, cfg.overrides)
+    for model in prof.get("speed", {}).get("models", []) + [prof["learn"]["model"], prof["reparam_model"]]:
+        assert model in VARIANTS
+
+
 def test_paper_tables_ship_with_the_package():
     rows = pipeline.paper_table(6)
     assert rows[3]["model"] == "coarse-to-fine lead guided" and rows[3]["ap_val"] == "55.9"
