@@ -40,7 +40,7 @@ def test_every_profile_gives_valid_training_runs(name):
     assert set(prof["train"]) <= {f.name for f in fields(TrainConfig)}
     cfg = pipeline.train_config(prof, pipeline.Arm("base", "yolor-w6"), 0, Path("runs"), pipeline.data_yaml(prof))
     load_hyp(cfg.hyp, cfg.overrides)
-    for model in prof.get("speed", {}).get("models", []) + [prof["learn"]["model"], prof["reparam_model"]]:
+    for model in [*prof.get("speed", {}).get("models", []), prof["learn"]["model"], prof["reparam_model"]]:
         assert model in VARIANTS
 
 
