@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -115,3 +116,38 @@ def test_paste_in_unit():
         x1, y1, x2, y2 = row[1:].astype(int)
         assert img[y1:y2, x1:x2].max() == 200  # the pasted pixels are there
         assert box_ioa(row[1:], existing[:, 1:])[0] < 0.3
+
+
+def test_segments_resample_as_the_official_interp():
+    """All polygons at once, bit for bit what np.interp over each polygon's vertex index gives."""
+    from yolov7lib.data.augment import resample_segments
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        segments = [rng.uniform(0, 640, (rng.integers(1, 40), 2)) for _ in range(rng.integers(1, 8))]
+        expected = []
+        for s in segments:
+            closed = np.concatenate((s, s[:1]), 0)
+            x = np.linspace(0, len(closed) - 1, 100)
+            expected.append(np.stack([np.interp(x, np.arange(len(closed)), closed[:, i]) for i in range(2)], 1))
+        assert np.array_equal(resample_segments(segments, 100), np.stack(expected))
+    assert resample_segments([], 100).shape == (0, 100, 2)
+
+
+def test_hsv_and_mixup_keep_the_recipe():
+    from yolov7lib.data.augment import augment_hsv, mixup
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    other = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    # the official formulation: split the HSV image, one LUT per channel, merge
+    gains = np.random.default_rng(3).uniform(-1, 1, 3) * [0.015, 0.7, 0.4] + 1
+    x = np.arange(0, 256, dtype=np.int16)
+    tables = [((x * gains[0]) % 180), np.clip(x * gains[1], 0, 255), np.clip(x * gains[2], 0, 255)]
+    channels = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
+    hsv = cv2.merge([cv2.LUT(c, t.astype(np.uint8)) for c, t in zip(channels, tables)])
+    assert np.array_equal(augment_hsv(img, np.random.default_rng(3)), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
+    r = np.random.default_rng(5).beta(8.0, 8.0)
+    mixed, labels = mixup(img, np.ones((2, 5)), other, np.zeros((1, 5)), np.random.default_rng(5))
+    assert np.abs(mixed.astype(int) - (img * r + other * (1 - r)).astype(np.uint8)).max() <= 1
+    assert len(labels) == 3

@@ -41,12 +41,10 @@ def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float = 0.015,
     """HSV jitter with lookup tables: gains ``U(−1, 1)·[h, s, v] + 1`` (hue wraps at 180)."""
     r = rng.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
     to_hsv, from_hsv = (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR) if bgr else (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)
-    hue, sat, val = cv2.split(cv2.cvtColor(img, to_hsv))
     x = np.arange(0, 256, dtype=np.int16)
-    lut_hue = ((x * r[0]) % 180).astype(np.uint8)
-    lut_sat = np.clip(x * r[1], 0, 255).astype(np.uint8)
-    lut_val = np.clip(x * r[2], 0, 255).astype(np.uint8)
-    hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
+    lut = np.stack(((x * r[0]) % 180, np.clip(x * r[1], 0, 255), np.clip(x * r[2], 0, 255)), 1)
+    # one 3-channel table: each channel through its own LUT, without splitting the image
+    hsv = cv2.LUT(cv2.cvtColor(img, to_hsv), lut.astype(np.uint8).reshape(256, 1, 3))
     return cv2.cvtColor(hsv, from_hsv)
 
 
@@ -60,14 +58,22 @@ def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_
     return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (ar < ar_thr)
 
 
-def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> list[np.ndarray]:
-    """Each polygon resampled to ``n`` points along its outline (closed)."""
-    out = []
-    for s in segments:
-        s = np.concatenate((s, s[:1]), 0)
-        x = np.linspace(0, len(s) - 1, n)
-        xp = np.arange(len(s))
-        out.append(np.stack([np.interp(x, xp, s[:, i]) for i in range(2)], 1))
+def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> np.ndarray:
+    """Every polygon resampled to ``n`` points along its closed outline, shape ``(len(segments), n, 2)``.
+
+    The points are evenly spaced in vertex index, as the official rule (``np.interp`` over the vertex
+    index of each polygon) places them; all polygons are resampled at once, bit for bit equal to it.
+    """
+    if not len(segments):
+        return np.zeros((0, n, 2))
+    counts = np.array([len(s) for s in segments])
+    closed = np.concatenate([np.concatenate((s, s[:1]), 0) for s in segments], 0).astype(float)
+    starts = np.concatenate(([0], np.cumsum(counts + 1)[:-1]))[:, None]
+    x = np.arange(n) * (counts[:, None] / (n - 1))  # np.linspace(0, count, n) per polygon
+    j = np.minimum(x.astype(np.int64), counts[:, None] - 1)
+    a, b = closed[starts + j], closed[starts + j + 1]
+    out = (b - a) * (x - j)[..., None] + a
+    out[:, -1] = closed[starts[:, 0] + counts]  # the closing vertex itself, as np.interp returns it
     return out
 
 
@@ -106,15 +112,17 @@ def random_perspective(img: np.ndarray, labels: np.ndarray, segments: Sequence[n
     if n:
         new = np.zeros((n, 4))
         use_segments = len(segments) == n and n > 0
-        if use_segments:
-            for i, seg in enumerate(resample_segments(segments)):
-                xy = np.ones((len(seg), 3))
-                xy[:, :2] = seg
-                xy = xy @ m.T
-                xy = xy[:, :2] / xy[:, 2:3] if perspective else xy[:, :2]
-                inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= width) & (xy[:, 1] <= height)
-                xs, ys = xy[inside, 0], xy[inside, 1]
-                new[i] = [xs.min(), ys.min(), xs.max(), ys.max()] if inside.any() else 0
+        if use_segments:  # each box: the extent of its warped outline points inside the image
+            seg = resample_segments(segments)
+            xy = np.ones((*seg.shape[:2], 3))
+            xy[..., :2] = seg
+            xy = xy @ m.T
+            xy = xy[..., :2] / xy[..., 2:3] if perspective else xy[..., :2]
+            x, y = xy[..., 0], xy[..., 1]
+            inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
+            new = np.stack((np.where(inside, x, np.inf).min(1), np.where(inside, y, np.inf).min(1),
+                            np.where(inside, x, -np.inf).max(1), np.where(inside, y, -np.inf).max(1)), 1)
+            new[~inside.any(1)] = 0
         else:
             xy = np.ones((n * 4, 3))
             xy[:, :2] = labels[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)
@@ -134,7 +142,7 @@ def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.nda
           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """MixUp (Zhang et al. 2018) with ``r ~ Beta(8, 8)``; labels of both images are kept."""
     r = rng.beta(8.0, 8.0)
-    img = (img * r + img2 * (1 - r)).astype(np.uint8)
+    img = cv2.addWeighted(img, r, img2, 1 - r, 0.0, dtype=cv2.CV_32F).astype(np.uint8)  # truncated
     return img, np.concatenate((labels, labels2), 0)
 
 
