@@ -12,7 +12,7 @@ from conftest import DATA
 from yolov7lib import VARIANTS, build_model, reparameterize
 from yolov7lib.complexity import THOP, THOP_0031, count_gflops, count_params, model_table
 from yolov7lib.models.blocks import Conv, Shortcut
-from yolov7lib.models.csp import CSPBlock, DarkBlock
+from yolov7lib.models.csp import CSPBlock, DarkBlock, DarkStyle
 from yolov7lib.models.repconv import RepConv
 from yolov7lib.reparam import fuse
 from yolov7lib.scaling import compound
@@ -117,8 +117,6 @@ def test_represidual_placements(base):
 
 def test_dark_block_residual_and_reparameterization():
     torch.manual_seed(0)
-    from yolov7lib.models.csp import DarkStyle
-
     for style in (DarkStyle(), DarkStyle(rep=True), DarkStyle(reversed=True), DarkStyle(True, True)):
         block = CSPBlock(16, 16, 2, "C", style).eval()
         for m in block.modules():  # non-trivial BN statistics

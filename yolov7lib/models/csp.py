@@ -63,7 +63,7 @@ class DarkBlock(nn.Module):
     1x1. The residual exists when ``c1 == c2``.
     """
 
-    def __init__(self, c1: int, c2: int, e: float = 0.5, style: DarkStyle = DarkStyle(),
+    def __init__(self, c1: int, c2: int, e: float = 0.5, style: DarkStyle = PLAIN,
                  act: ActFactory = silu) -> None:
         super().__init__()
         c_ = int(c2 * e)
@@ -89,7 +89,7 @@ class CSPBlock(nn.Module):
     """A cross-stage-partial block of kind ``A``, ``B`` or ``C`` (module docstring) over ``n`` dark
     blocks; attribute names ``cv1``..``cv4`` and ``m`` as the official modules have them."""
 
-    def __init__(self, c1: int, c2: int, n: int, kind: CSPKind, style: DarkStyle = DarkStyle(),
+    def __init__(self, c1: int, c2: int, n: int, kind: CSPKind, style: DarkStyle = PLAIN,
                  act: ActFactory = silu) -> None:
         super().__init__()
         if kind not in ("A", "B", "C"):
@@ -122,7 +122,7 @@ class CSP:
     kind: CSPKind | Literal["dark"]
     out: int
     n: int = 1
-    style: DarkStyle = DarkStyle()
+    style: DarkStyle = PLAIN
 
     def build(self, g: GraphBuilder, src: int) -> int:
         if self.kind == "dark":
