@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolov7lib.models.blocks import Concat, Conv, ReOrg
+from yolov7lib.models.blocks import Concat, Conv, ReOrg, SiLU
 from yolov7lib.models.elan import EELAN, ELAN
 from yolov7lib.models.graph import GraphBuilder
 from yolov7lib.models.heads import fold_implicit
@@ -94,3 +94,17 @@ def test_fold_implicit_equals_im_times_conv_of_x_plus_ia():
     x = torch.randn(2, 6, 5, 5)
     w, b = fold_implicit(conv.weight, conv.bias, ia, im)
     torch.testing.assert_close(nn.functional.conv2d(x, w, b), im * conv(x + ia), atol=1e-5, rtol=1e-5)
+
+
+def test_silu_is_in_place_only_where_autograd_does_not_record():
+    act = SiLU()
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    y = x * 1.0
+    out = act(y)
+    assert out is not y and torch.allclose(out, nn.functional.silu(y))
+    out.sum().backward()
+    assert torch.allclose(x.grad, torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x))))
+    with torch.no_grad():
+        z = torch.randn(2, 3, 4, 4)
+        expected = nn.functional.silu(z)
+        assert act(z) is z and torch.equal(z, expected)
