@@ -35,7 +35,7 @@ from .data.check import load_split
 from .data.dataset import DetectionDataset
 from .data.formats import DataConfig
 from .ema import ModelEMA, _unwrap
-from .evaluate import evaluate
+from .evaluate import METRICS, evaluate
 from .hyp import HYPS, Hyp
 from .loss import YOLOv7Loss
 from .models import ModelConfig, build_model
@@ -367,13 +367,18 @@ class Trainer:
         return self.metrics
 
     def _write_results(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Append the epoch's row to ``results.csv``. The columns are fixed (every ``val/`` metric
+        included), so that epochs without validation (``val_interval`` > 1) leave those cells empty
+        instead of shifting the row."""
         path = self.save_dir / "results.csv"
         new = not path.exists() or epoch == 0
+        val = [f"val/{k}" for k in METRICS]
+        columns = ["epoch", *(k for k in metrics if k not in val), *val]
         with open(path, "w" if new else "a", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
             if new:
-                writer.writerow(["epoch", *metrics])
-            writer.writerow([epoch, *(f"{v:.6g}" for v in metrics.values())])
+                writer.writeheader()
+            writer.writerow({"epoch": epoch, **{k: f"{v:.6g}" for k, v in metrics.items()}})
 
 
 def train(cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = (), resume: str | os.PathLike | None = None):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -39,6 +40,19 @@ def test_run_writes_checkpoints_and_results(trained):
     assert last["train_config"]["img_size"] == 64
     model = load_model(run / "weights" / "best.pt")
     assert model.config.names and len(model.config.names) == 8
+
+
+def test_results_csv_keeps_its_columns_on_epochs_without_validation(tmp_path):
+    """With ``val_interval`` > 1 the rows of validated and unvalidated epochs share one header."""
+    writer = SimpleNamespace(save_dir=tmp_path)
+    train_only = {"train/loss": 1.0, "lr0": 0.01, "fitness": 0.0, "epoch_seconds": 2.0}
+    Trainer._write_results(writer, 0, train_only)
+    Trainer._write_results(writer, 1, {"train/loss": 0.5, "lr0": 0.01, "val/AP": 0.25, "val/AP50": 0.5,
+                                       "fitness": 0.275, "epoch_seconds": 3.0})
+    rows = results(tmp_path)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert rows[0]["val/AP50"] == "" and rows[0]["fitness"] == "0" and rows[0]["epoch_seconds"] == "2"
+    assert rows[1]["val/AP50"] == "0.5" and rows[1]["fitness"] == "0.275" and rows[1]["val/APl"] == ""
 
 
 def _train_cmd(data, project, name, *extra):
