@@ -18,7 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from yolov7lib.data.synthetic import generate
+from yolov7lib.evaluate import coco_eval, ground_truth
 from yolov7lib.train import Hook, TrainConfig, Trainer
 
 
@@ -32,6 +35,21 @@ class Progress(Hook):
         elapsed = time.perf_counter() - self.start
         print(f"epoch {trainer.epoch + 1}: {elapsed:.0f} s, AP50 {metrics.get('val/AP50', float('nan')):.3f}",
               flush=True)
+
+
+def ap50_by_size(trainer: Trainer) -> dict[str, tuple[float, float, int]]:
+    """AP50, recall at IoU 0.5 and the number of labels per COCO area range (all, small < 32²,
+    medium, large ≥ 96², in pixels of the val images) of the last validation."""
+    gt = ground_truth(trainer.val_set, trainer.data.names)
+    evaluator = coco_eval(gt, trainer.last_eval.detections, [im["id"] for im in gt["images"]])
+    areas = np.array([a["area"] for a in gt["annotations"]])
+    counts = [len(areas), int((areas < 32**2).sum()), int(((areas >= 32**2) & (areas < 96**2)).sum()),
+              int((areas >= 96**2).sum())]
+    out = {}
+    for k, name in enumerate(("all", "small", "medium", "large")):
+        p, r = evaluator.eval["precision"][0, :, :, k, 2], evaluator.eval["recall"][0, :, k, 2]
+        out[name] = (float(p[p > -1].mean()), float(r[r > -1].mean()), counts[k])
+    return out
 
 
 def main() -> None:
@@ -54,6 +72,10 @@ def main() -> None:
     metrics = trainer.fit()
     minutes = (time.perf_counter() - start) / 60
     ap50 = metrics.get("val/AP50", 0.0)
+    by_size = ap50_by_size(trainer)
+    total = max(by_size["all"][2], 1)
+    for name, (ap, recall, n) in by_size.items():
+        print(f"{name:>6}: AP50 {ap:.3f}, recall {recall:.3f}, {n} labels ({100 * n / total:.0f} %)")
     print(f"mAP50 {ap50:.3f}, AP {metrics.get('val/AP', 0.0):.3f} after {minutes:.1f} min "
           f"({'within' if minutes <= args.minutes else 'over'} the {args.minutes:g}-minute budget); "
           f"target 0.8 {'reached' if ap50 >= 0.8 and minutes <= args.minutes else 'not reached'}")
