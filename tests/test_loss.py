@@ -205,3 +205,28 @@ def test_image_whose_targets_have_no_candidates():
     assert torch.isfinite(out.loss)
     images = torch.cat([p.b for p in out.lead])
     assert (images == 0).any() and not (images == 1).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("terms", ["both", "dense", "rows"])
+def test_level_terms_gradient_equals_plain_autograd(dtype, terms):
+    """The fused objectness sum + positive rows give the gradient of their plain autograd form,
+    duplicate cells included."""
+    from yolov7lib.loss import _LevelTerms
+
+    pred = torch.randn(2, 3, 4, 5, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    cells = torch.tensor([0, 7, 7, 59, 119])
+    weights = torch.randn(len(cells), 8, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fused in (True, False):
+        p = pred.clone().requires_grad_()
+        if fused:
+            dense, rows = _LevelTerms.apply(p, cells)
+        else:
+            dense, rows = torch.nn.functional.softplus(p[..., 4].float()).sum(), p.reshape(-1, 8)[cells]
+        loss = {"both": 0.3 * dense + (rows.float() * weights).sum(), "dense": 0.3 * dense,
+                "rows": (rows.float() * weights).sum()}[terms]
+        loss.backward()
+        grads.append(p.grad)
+    assert grads[0].dtype == dtype
+    torch.testing.assert_close(grads[0], grads[1])

@@ -113,8 +113,9 @@ class _LevelTerms(torch.autograd.Function):
     positives, from one level's raw output.
 
     The dense part of the objectness BCE is computed here without copying the objectness channel,
-    and the backward writes both gradients into one zero tensor (``σ(x)`` into channel 4, the rows'
-    gradients at their cells) instead of materialising and adding full-size tensors.
+    and the backward writes both gradients into one tensor (``σ(x)`` into channel 4 and zeros
+    elsewhere in a single pass, then the rows' gradients at their cells) instead of materialising
+    and adding full-size tensors.
     """
 
     @staticmethod
@@ -129,10 +130,16 @@ class _LevelTerms(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_sum: torch.Tensor | None, grad_rows: torch.Tensor | None):
         obj, cells = ctx.saved_tensors
-        grad = torch.zeros(ctx.shape, dtype=ctx.dtype, device=obj.device)
-        flat = grad.view(-1, ctx.shape[-1])
-        if grad_sum is not None:
-            flat[:, 4] = torch.sigmoid(obj).mul_(grad_sum)
+        no = ctx.shape[-1]
+        if grad_sum is None:
+            grad = torch.zeros(ctx.shape, dtype=ctx.dtype, device=obj.device)
+            flat = grad.view(-1, no)
+        else:  # every row is (0, 0, 0, 0, σ(x)·g, 0, ...): written in one pass, no zero fill first
+            grad = torch.empty(ctx.shape, dtype=ctx.dtype, device=obj.device)
+            flat = grad.view(-1, no)
+            unit = torch.zeros(no, dtype=obj.dtype, device=obj.device)
+            unit[4] = 1.0
+            torch.mul(unit, torch.sigmoid(obj).mul_(grad_sum)[:, None], out=flat)
         if grad_rows is not None:
             flat.index_add_(0, cells, grad_rows.to(grad.dtype))
         return grad, None
