@@ -2,9 +2,11 @@
 
 Both run in this process on identical inputs (batch 16 at 640, random raw predictions of the yolov7
 and yolov7-w6 heads, 10 / 50 / 200 targets per image); the script checks that they agree, then prints
-the median time of a forward + backward of the loss, the ratio official / ours and the peak memory
-of each (on the CPU: growth of the resident set during one call, sampled every 0.5 ms in a fresh
-subprocess; on CUDA: ``torch.cuda.max_memory_allocated``).
+the median time of a forward + backward of the loss, the ratio official / ours, the gradient floor
+(allocating and zeroing one gradient per prediction, timed alone: every cell's objectness logit gets
+a gradient, so any backward writes that much fresh memory) and the peak memory of each (on the
+CPU: growth of the resident set during one call, sampled every 0.5 ms in a fresh subprocess; on
+CUDA: ``torch.cuda.max_memory_allocated``).
 A last row runs ours on one image with 1,000 targets.
 
 The official code comes from ``yolov7-package==0.0.13`` (``make bench-install``)::
@@ -111,6 +113,24 @@ def timed(fn, preds, repeats: int, device: str) -> tuple[float, float]:
     return statistics.median(forward), statistics.median(total)
 
 
+def gradient_floor(model_name: str, batch: int, size: int, device: str, repeats: int = 7) -> float:
+    """Median seconds to allocate and zero one gradient tensor per prediction, timed alone: what any
+    backward must at least do, since every cell's objectness logit gets a gradient."""
+    preds, _ = make_inputs(model_name, batch, 1, size)
+    preds = [p.to(device) for p in preds]
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        grads = [torch.zeros_like(p) for p in preds]
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+        del grads
+    return statistics.median(times)
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -187,8 +207,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {platform.processor()}")
     header = ["model", "targets/img", "loss_rel_diff", "positives_agree", "official_fwd_s", "ours_fwd_s",
-              "fwd_speedup", "official_fwd_bwd_s", "ours_fwd_bwd_s", "fwd_bwd_speedup", "official_peak_MiB",
-              "ours_peak_MiB"]
+              "fwd_speedup", "official_fwd_bwd_s", "ours_fwd_bwd_s", "fwd_bwd_speedup", "grad_floor_s",
+              "official_peak_MiB", "ours_peak_MiB"]
     rows = []
     print(" | ".join(header))
     for model_name in args.models:
@@ -206,15 +226,17 @@ def main() -> None:
             mem = {impl: peak_memory_mib(impl, model_name, per_image, args.batch, args.size, args.device)
                    for impl in ("official", "ours")}
             (of, ot), (uf, ut) = t["official"], t["ours"]
+            floor = gradient_floor(model_name, args.batch, args.size, args.device)
             row = [model_name, per_image, f"{diff:.1e}", f"{share:.4f}", f"{of:.3f}", f"{uf:.3f}", f"{of / uf:.1f}",
-                   f"{ot:.3f}", f"{ut:.3f}", f"{ot / ut:.1f}", f"{mem['official']:.0f}", f"{mem['ours']:.0f}"]
+                   f"{ot:.3f}", f"{ut:.3f}", f"{ot / ut:.1f}", f"{floor:.3f}",
+                   f"{mem['official']:.0f}", f"{mem['ours']:.0f}"]
             rows.append(row)
             print(" | ".join(map(str, row)), flush=True)
     # one image, 1,000 targets: ours only
     fn, preds = run_once("ours", "yolov7-w6", 1000, 1, args.size, args.device)
     fwd, total = timed(fn, preds, 1, args.device)
     mem = peak_memory_mib("ours", "yolov7-w6", 1000, 1, args.size, args.device)
-    row = ["yolov7-w6", "1000 (1 image)", "", "", "", f"{fwd:.3f}", "", "", f"{total:.3f}", "", "", f"{mem:.0f}"]
+    row = ["yolov7-w6", "1000 (1 image)", "", "", "", f"{fwd:.3f}", "", "", f"{total:.3f}", "", "", "", f"{mem:.0f}"]
     rows.append(row)
     print(" | ".join(map(str, row)))
     if args.csv:
