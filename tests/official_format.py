@@ -58,8 +58,8 @@ def _fake_modules() -> dict[str, type]:
 
 def _convert(module: nn.Module, classes: dict[str, type]) -> nn.Module:
     full = OFFICIAL_NAME.get(type(module))
-    if full is None:
-        cls = type(module)
+    if full is None:  # a torch module; the official models use plain nn.SiLU
+        cls = nn.SiLU if isinstance(module, nn.SiLU) else type(module)
     elif full in classes:
         cls = classes[full]
     else:
