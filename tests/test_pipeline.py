@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from yolov7lib import pipeline
+from yolov7lib import checkpoint, pipeline
+from yolov7lib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -109,3 +111,15 @@ def test_notebook_runs_under_the_smoke_profile(path, smoke_root, monkeypatch):
                                cwd=str(smoke_root), progress_bar=False)
     produced = list((smoke_root / "results" / path.stem).iterdir())
     assert produced, f"{path.name} wrote nothing to results/{path.stem}"
+
+
+def test_finished_runs_saved_before_a_new_setting_are_reused(tmp_path, monkeypatch):
+    """A run saved before a TrainConfig field existed used that field's default: it still counts as
+    finished for a config at the default, and not for one that changes it."""
+    cfg = TrainConfig(epochs=3, project=str(tmp_path), name="run")
+    old = {k: v for k, v in asdict(cfg).items() if k != "cache_images"}
+    monkeypatch.setattr(checkpoint, "load_checkpoint",
+                        lambda path: {"epoch": 2, "train_config": old, "metrics": {"val/AP": 0.5}})
+    assert pipeline.finished_metrics(cfg) == {"val/AP": 0.5}
+    assert pipeline.finished_metrics(replace(cfg, cache_images=True)) is None
+    assert pipeline.finished_metrics(replace(cfg, epochs=4)) is None

@@ -20,7 +20,7 @@ import math
 import os
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,9 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
         ckpt = load_checkpoint(last)
     except (CheckpointError, FileNotFoundError, OSError):
         return None
-    done = ckpt.get("epoch") == cfg.epochs - 1 and ckpt.get("train_config") == {**cfg.__dict__}
+    # settings added since the run was saved count as their defaults, which is what the run used
+    stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
+    done = ckpt.get("epoch") == cfg.epochs - 1 and stored == {**cfg.__dict__}
     return ckpt.get("metrics") if done else None
 
 

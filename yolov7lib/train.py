@@ -58,6 +58,7 @@ class TrainConfig:
     epochs: int = 300
     device: str = ""  # "" = CUDA if available
     workers: int = 2
+    cache_images: bool = False  # decode and resize every image once into RAM (official --cache-images)
     project: str = "runs/train"
     name: str = "exp"
     weights: str = ""  # initial weights: one of our checkpoints or an official .pt
@@ -192,7 +193,8 @@ class Trainer:
         self.metrics: dict[str, float] = {}
 
         train_split = load_split(self.data.train, nc, warn=self.rank == 0)
-        self.train_set = DetectionDataset(train_split.images, cfg.img_size, self.hyp, augment=True, seed=cfg.seed)
+        self.train_set = DetectionDataset(train_split.images, cfg.img_size, self.hyp, augment=True, seed=cfg.seed,
+                                          cache_images=cfg.cache_images, progress=cfg.progress and self.rank == 0)
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
         self.loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=cfg.batch_size // self.world, sampler=self.sampler, num_workers=cfg.workers,
@@ -201,7 +203,8 @@ class Trainer:
         if self.rank == 0:
             val_split = load_split(self.data.val, nc, warn=True)
             self.val_set = DetectionDataset(val_split.images, cfg.img_size, self.hyp, rect=True,
-                                            batch_size=2 * cfg.batch_size, stride=int(max(head.strides)), pad=0.5)
+                                            batch_size=2 * cfg.batch_size, stride=int(max(head.strides)), pad=0.5,
+                                            cache_images=cfg.cache_images, progress=cfg.progress)
         if self.world > 1:
             if cfg.sync_bn and self.device.type == "cuda":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -151,3 +153,27 @@ def test_hsv_and_mixup_keep_the_recipe():
     mixed, labels = mixup(img, np.ones((2, 5)), other, np.zeros((1, 5)), np.random.default_rng(5))
     assert np.abs(mixed.astype(int) - (img * r + other * (1 - r)).astype(np.uint8)).max() <= 1
     assert len(labels) == 3
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_cached_images_give_the_same_samples(split, augment):
+    """``cache_images`` holds each image decoded and resized once, read-only, and changes no sample
+    (mosaic 4 and 9, MixUp, paste-in, the plain path; rect validation)."""
+    hyp = replace(P5, mixup=0.5, paste_in=0.5, mosaic=0.7)
+    kw = dict(img_size=128, hyp=hyp, augment=augment, rect=not augment, batch_size=4, seed=2)
+    plain, cached = DetectionDataset(split, **kw), DetectionDataset(split, cache_images=True, **kw)
+    assert cached._cache is not None and not cached.load_image(0)[0].flags.writeable
+    assert cached.load_image(0)[0].shape[:2] == plain.load_image(0)[2]
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            a, b = plain[i], cached[i]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[3] == b[3]
+
+
+def test_image_cache_that_would_not_fit_is_skipped_with_a_warning(split, monkeypatch):
+    monkeypatch.setattr("yolov7lib.data.dataset._available_memory", lambda: 10_000)
+    with pytest.warns(RuntimeWarning, match="reading them from disk"):
+        ds = DetectionDataset(split, img_size=128, cache_images=True)
+    assert ds._cache is None and ds[0][0].shape[0] == 3

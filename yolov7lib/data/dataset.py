@@ -12,11 +12,15 @@ along their polygon) and pasted into free places of the sample.
 
 Every sample's randomness comes from ``numpy.random.default_rng((seed, epoch, index))``, so a run is
 reproducible whatever the number of loader workers; call :meth:`set_epoch` each epoch.
+
+``cache_images=True`` (the official ``--cache-images``) decodes and resizes every image once, into RAM,
+before training; forked loader workers share the cache. Samples are the same with or without it.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -37,17 +41,31 @@ def _xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh:
     return out
 
 
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class DetectionDataset(Dataset):
     """Items: ``(image uint8 (3, H, W) RGB, targets (n, 6) = (0, class, cx, cy, w, h) normalised,
     path, (original (h, w), ((ratio_h, ratio_w), (pad_w, pad_h))))``."""
 
     def __init__(self, images: list[CheckedImage], img_size: int = 640, hyp: Hyp = P5, augment: bool = False,
-                 rect: bool = False, batch_size: int = 16, stride: int = 32, pad: float = 0.0, seed: int = 0):
+                 rect: bool = False, batch_size: int = 16, stride: int = 32, pad: float = 0.0, seed: int = 0,
+                 cache_images: bool = False, progress: bool = False):
         if not images:
             raise ValueError("no images")
         self.images, self.img_size, self.hyp, self.augment = images, img_size, hyp, augment
         self.seed, self.epoch, self.stride = seed, 0, stride
         self.rect = rect
+        self._cache: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] | None = None
         self.mosaic_border = (-img_size // 2, -img_size // 2)
         self.batch_shapes: np.ndarray | None = None
         if rect:
@@ -66,6 +84,8 @@ class DetectionDataset(Dataset):
                 elif lo > 1:
                     shapes[b] = [1, 1 / lo]
             self.batch_shapes = np.ceil(shapes * img_size / stride + pad).astype(int) * stride
+        if cache_images:
+            self.cache_images(progress)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,14 +93,44 @@ class DetectionDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _resized_hw(self, h0: int, w0: int) -> tuple[int, int]:
+        """(h, w) of an image of ``(h0, w0)`` once its long side is ``img_size``."""
+        r = self.img_size / max(h0, w0)
+        return (int(h0 * r), int(w0 * r)) if r != 1 else (h0, w0)
+
+    def cache_images(self, progress: bool = False) -> int:
+        """Decode and resize every image once into RAM; returns the bytes held.
+
+        When the images would take more than 90 % of the available memory (``MemAvailable``), warns
+        and leaves them on disk instead: training goes on, only slower. Cached images are read-only.
+        """
+        need = sum(h * w * 3 for h, w in (self._resized_hw(*im.size) for im in self.images))
+        available = _available_memory()
+        if available is not None and need > 0.9 * available:
+            warnings.warn(f"cache_images: the images need {need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB "
+                          "is available; reading them from disk instead", RuntimeWarning, stacklevel=2)
+            return 0
+        from tqdm import tqdm
+
+        cache = []
+        for i in tqdm(range(len(self)), desc=f"caching images ({need / 2**30:.2f} GiB)", disable=not progress):
+            img, hw0, hw = self._read_image(i)
+            img.setflags(write=False)
+            cache.append((img, hw0, hw))
+        self._cache = cache
+        return need
+
     def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         """Image ``i`` resized so its long side is ``img_size``; (image, original hw, resized hw)."""
+        return self._cache[i] if self._cache is not None else self._read_image(i)
+
+    def _read_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         img = load_rgb(self.images[i].path, bgr=True)  # BGR until the end, as OpenCV decodes
         h0, w0 = img.shape[:2]
-        r = self.img_size / max(h0, w0)
-        if r != 1:
-            interp = cv2.INTER_AREA if r < 1 and not self.augment else cv2.INTER_LINEAR
-            img = cv2.resize(img, (int(w0 * r), int(h0 * r)), interpolation=interp)
+        h, w = self._resized_hw(h0, w0)
+        if (h, w) != (h0, w0):
+            interp = cv2.INTER_AREA if h < h0 and not self.augment else cv2.INTER_LINEAR
+            img = cv2.resize(img, (w, h), interpolation=interp)
         return img, (h0, w0), img.shape[:2]
 
     def _labels(self, i: int, w: float, h: float, padw: float = 0, padh: float = 0):
