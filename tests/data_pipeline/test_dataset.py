@@ -177,3 +177,81 @@ def test_image_cache_that_would_not_fit_is_skipped_with_a_warning(split, monkeyp
     with pytest.warns(RuntimeWarning, match="reading them from disk"):
         ds = DetectionDataset(split, img_size=128, cache_images=True)
     assert ds._cache is None and ds[0][0].shape[0] == 3
+
+
+def test_warp_pads_colour_to_four_channels_and_inverts_as_opencv():
+    """warp_image's fast path (4 channels, our own inverse, a cropped source) gives OpenCV's plain
+    3-channel warp bit for bit, affine and perspective."""
+    from yolov7lib.data.augment import warp_image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (150, 170, 3), dtype=np.uint8)
+    for _ in range(10):
+        m = np.eye(3)
+        m[:2] += rng.normal(0, 0.1, (2, 3)) * [1, 1, 0]
+        m[:2, 2] = rng.uniform(-40, 20, 2)
+        plain = cv2.warpAffine(img, m[:2], (96, 80), borderValue=(114,) * 3)
+        assert np.array_equal(warp_image(img, m, (80, 96)), plain)
+        m[2, :2] = rng.uniform(-1e-3, 1e-3, 2)
+        plain = cv2.warpPerspective(img, m, (96, 80), borderValue=(114,) * 3)
+        assert np.array_equal(warp_image(img, m, (80, 96), perspective=True), plain)
+
+
+def test_warp_labels_drops_outlines_outside_without_changing_the_rest():
+    """The affine path drops outlines whose vertices all land outside before resampling them; the
+    perspective path (no shortcut; division by exactly 1 here) keeps the reference result."""
+    from yolov7lib.data.augment import perspective_matrix, warp_labels
+
+    rng = np.random.default_rng(1)
+    kept = 0
+    for _ in range(20):
+        centres = rng.uniform(0, 256, (30, 2))
+        segments = [c + rng.uniform(-20, 20, (int(rng.integers(4, 12)), 2)) for c in centres]
+        labels = np.column_stack([rng.integers(0, 8, 30), [np.r_[s.min(0), s.max(0)] for s in segments]])
+        m, gain, out_hw = perspective_matrix(rng, 256, 256, 10, 0.2, 0.9, 5, 0.0, (-64, -64))
+        fast = warp_labels(labels.copy(), segments, m, gain, out_hw)
+        reference = warp_labels(labels.copy(), segments, m, gain, out_hw, perspective=True)
+        assert np.array_equal(fast, reference)
+        kept += len(fast)
+    assert 0 < kept < 20 * 30
+
+
+def test_mosaics_paint_only_what_the_warp_reads(split, monkeypatch):
+    """Mosaics of 4 and 9 painted only where the warp reads (source_region) equal those painted
+    whole: the same labels and pixels (up to OpenCV's float32 rounding of source coordinates at a
+    few pixels), with fewer images decoded."""
+    import yolov7lib.data.dataset as dataset_module
+
+    hyp = replace(P5, mixup=0.3, paste_in=0.0, degrees=10.0, shear=3.0)
+    ds = DetectionDataset(split, img_size=128, hyp=hyp, augment=True, seed=6)
+    decoded = []
+    read = ds._read_image
+    monkeypatch.setattr(ds, "_read_image", lambda i: decoded.append(i) or read(i))
+    samples = [ds[i] for i in range(len(ds))]
+    ds.set_epoch(1)
+    samples += [ds[i] for i in range(len(ds))]
+    fast_decodes = len(decoded)
+    decoded.clear()
+    monkeypatch.setattr(dataset_module.aug, "source_region", lambda m, out_hw, in_hw: (0, 0, in_hw[1], in_hw[0]))
+    ds.set_epoch(0)
+    whole = [ds[i] for i in range(len(ds))]
+    ds.set_epoch(1)
+    whole += [ds[i] for i in range(len(ds))]
+    assert fast_decodes < len(decoded)
+    differing = 0
+    for a, b in zip(samples, whole):
+        assert torch.equal(a[1], b[1])
+        diff = (a[0].int() - b[0].int()).abs()
+        differing += int((diff > 0).sum())
+    assert differing <= 1e-3 * sum(a[0].numel() for a in samples)
+
+
+def test_an_image_changed_since_the_check_is_a_clear_error(split, tmp_path):
+    import shutil
+
+    path = tmp_path / "a.jpg"
+    shutil.copy(split[0].path, path)
+    stale = replace(split[0], path=path, size=(split[0].size[0] + 10, split[0].size[1]))
+    ds = DetectionDataset([stale] * 4, img_size=128, hyp=replace(P5, mosaic=1.0), augment=True)
+    with pytest.raises(ValueError, match="changed since the check"):
+        ds[0]

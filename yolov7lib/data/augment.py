@@ -77,18 +77,14 @@ def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> np.ndarr
     return out
 
 
-def random_perspective(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray],
-                       rng: np.random.Generator, degrees: float = 0.0, translate: float = 0.1,
-                       scale: float = 0.5, shear: float = 0.0, perspective: float = 0.0,
-                       border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
-    """Random affine / perspective warp ``M = T·S·R·P·C``; boxes follow the segments when given.
-
-    ``border`` (negative halves in a mosaic) crops the output to the centre, as officially.
-    """
-    height = img.shape[0] + border[0] * 2
-    width = img.shape[1] + border[1] * 2
+def perspective_matrix(rng: np.random.Generator, height: int, width: int, degrees: float = 0.0,
+                       translate: float = 0.1, scale: float = 0.5, shear: float = 0.0, perspective: float = 0.0,
+                       border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The random warp ``M = T·S·R·P·C`` of an input of ``(height, width)``: (M (3, 3), its scale gain,
+    output (h, w)). ``border`` (negative halves in a mosaic) crops the output to the centre, as officially."""
+    out_h, out_w = height + border[0] * 2, width + border[1] * 2
     c = np.eye(3)
-    c[0, 2], c[1, 2] = -img.shape[1] / 2, -img.shape[0] / 2
+    c[0, 2], c[1, 2] = -width / 2, -height / 2
     p = np.eye(3)
     p[2, 0], p[2, 1] = rng.uniform(-perspective, perspective), rng.uniform(-perspective, perspective)
     r = np.eye(3)
@@ -99,43 +95,113 @@ def random_perspective(img: np.ndarray, labels: np.ndarray, segments: Sequence[n
     sh[0, 1] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
     sh[1, 0] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
     t = np.eye(3)
-    t[0, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * width
-    t[1, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * height
-    m = t @ sh @ r @ p @ c
-    if border[0] != 0 or border[1] != 0 or (m != np.eye(3)).any():
-        fill = (PAD_VALUE,) * 3
-        if perspective:
-            img = cv2.warpPerspective(img, m, dsize=(width, height), borderValue=fill)
-        else:
-            img = cv2.warpAffine(img, m[:2], dsize=(width, height), borderValue=fill)
+    t[0, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * out_w
+    t[1, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * out_h
+    return t @ sh @ r @ p @ c, s, (out_h, out_w)
+
+
+def _affine_inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of an affine ``m`` (2 or 3 rows) as ``cv2.warpAffine`` computes it, operation for
+    operation, so a warp through it with ``WARP_INVERSE_MAP`` is bit for bit the plain warp."""
+    m0, m1, m2, m3, m4, m5 = (float(v) for v in m[:2].reshape(-1))
+    d = m0 * m4 - m1 * m3
+    d = 1.0 / d if d != 0 else 0.0
+    a11, a22 = m4 * d, m0 * d
+    m0, m1, m3, m4 = a11, m1 * -d, m3 * -d, a22
+    return np.array([[m0, m1, -m0 * m2 - m1 * m5], [m3, m4, -m3 * m2 - m4 * m5]])
+
+
+def source_region(m: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int],
+                  margin: int = 2) -> tuple[int, int, int, int]:
+    """``(x1, y1, x2, y2)``: the part of an input of ``in_hw`` that an affine warp by ``m`` into
+    ``out_hw`` reads (the bounding box of the output's preimage, widened by ``margin`` pixels for
+    the bilinear neighbours), clipped to the input. Pixels outside it never reach the output."""
+    inv = _affine_inverse(m)
+    h, w = out_hw
+    xy = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ inv.T
+    x1, y1 = np.floor(xy.min(0)).astype(int) - margin
+    x2, y2 = np.ceil(xy.max(0)).astype(int) + margin
+    return max(int(x1), 0), max(int(y1), 0), min(int(x2), in_hw[1]), min(int(y2), in_hw[0])
+
+
+def warp_image(img: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], perspective: bool = False,
+               origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``img`` warped by ``m`` into ``out_hw``, grey outside; ``img`` may be the part of ``m``'s input
+    that starts at ``origin`` (x, y), such as its :func:`source_region`: the output is the same."""
+    h, w = out_hw
+    fill = (PAD_VALUE,) * 4
+    # OpenCV's SIMD warp kernels take 1 or 4 channels: padded to 4, a colour image warps 2-3x faster
+    # into the same values (tests/data_pipeline/test_dataset.py checks it)
+    src = cv2.cvtColor(img, cv2.COLOR_BGR2BGRA) if img.ndim == 3 and img.shape[2] == 3 else img
+    if perspective:
+        out = cv2.warpPerspective(src, m @ _translation(*origin), dsize=(w, h), borderValue=fill)
+    else:
+        inv = _affine_inverse(m)
+        inv[:, 2] -= origin
+        out = cv2.warpAffine(src, inv, dsize=(w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=fill)
+    return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR) if src is not img else out
+
+
+def _translation(x: float, y: float) -> np.ndarray:
+    t = np.eye(3)
+    t[0, 2], t[1, 2] = x, y
+    return t
+
+
+def warp_labels(labels: np.ndarray, segments: Sequence[np.ndarray], m: np.ndarray, gain: float,
+                out_hw: tuple[int, int], perspective: bool = False) -> np.ndarray:
+    """Labels ``(n, 5)`` moved by the warp ``m`` (with scale ``gain``) into ``out_hw``; boxes follow the
+    segments when every label has one. Boxes left too small, thin or cut are dropped."""
     n = len(labels)
-    if n:
-        new = np.zeros((n, 4))
-        use_segments = len(segments) == n and n > 0
-        if use_segments:  # each box: the extent of its warped outline points inside the image
-            seg = resample_segments(segments)
-            xy = np.ones((*seg.shape[:2], 3))
-            xy[..., :2] = seg
-            xy = xy @ m.T
-            xy = xy[..., :2] / xy[..., 2:3] if perspective else xy[..., :2]
-            x, y = xy[..., 0], xy[..., 1]
-            inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
-            new = np.stack((np.where(inside, x, np.inf).min(1), np.where(inside, y, np.inf).min(1),
-                            np.where(inside, x, -np.inf).max(1), np.where(inside, y, -np.inf).max(1)), 1)
-            new[~inside.any(1)] = 0
-        else:
-            xy = np.ones((n * 4, 3))
-            xy[:, :2] = labels[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)
-            xy = xy @ m.T
-            xy = (xy[:, :2] / xy[:, 2:3] if perspective else xy[:, :2]).reshape(n, 8)
-            x, y = xy[:, [0, 2, 4, 6]], xy[:, [1, 3, 5, 7]]
-            new = np.stack((x.min(1), y.min(1), x.max(1), y.max(1)), 1)
-            new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
-            new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
-        keep = box_candidates(labels[:, 1:5].T * s, new.T, area_thr=0.01 if use_segments else 0.1)
-        labels = labels[keep]
-        labels[:, 1:5] = new[keep]
-    return img, labels
+    if not n:
+        return labels
+    height, width = out_hw
+    use_segments = len(segments) == n
+    if use_segments:  # each box: the extent of its warped outline points inside the image
+        if not perspective:  # outlines whose vertices all land (1 px) outside have no point inside: drop now
+            starts = np.cumsum([0] + [len(seg) for seg in segments[:-1]])
+            x, y = (np.concatenate(segments, 0) @ m[:2, :2].T + m[:2, 2]).T
+            lo_x, lo_y = np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts)
+            hi_x, hi_y = np.maximum.reduceat(x, starts), np.maximum.reduceat(y, starts)
+            seen = (hi_x > -1) & (hi_y > -1) & (lo_x < width + 1) & (lo_y < height + 1)
+            labels, segments = labels[seen], [seg for seg, keep in zip(segments, seen) if keep]
+            if not len(labels):
+                return labels
+        seg = resample_segments(segments)
+        xy = np.ones((*seg.shape[:2], 3))
+        xy[..., :2] = seg
+        xy = xy @ m.T
+        xy = xy[..., :2] / xy[..., 2:3] if perspective else xy[..., :2]
+        x, y = xy[..., 0], xy[..., 1]
+        inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
+        new = np.stack((np.where(inside, x, np.inf).min(1), np.where(inside, y, np.inf).min(1),
+                        np.where(inside, x, -np.inf).max(1), np.where(inside, y, -np.inf).max(1)), 1)
+        new[~inside.any(1)] = 0
+    else:
+        xy = np.ones((n * 4, 3))
+        xy[:, :2] = labels[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)
+        xy = xy @ m.T
+        xy = (xy[:, :2] / xy[:, 2:3] if perspective else xy[:, :2]).reshape(n, 8)
+        x, y = xy[:, [0, 2, 4, 6]], xy[:, [1, 3, 5, 7]]
+        new = np.stack((x.min(1), y.min(1), x.max(1), y.max(1)), 1)
+        new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
+        new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
+    keep = box_candidates(labels[:, 1:5].T * gain, new.T, area_thr=0.01 if use_segments else 0.1)
+    labels = labels[keep]
+    labels[:, 1:5] = new[keep]
+    return labels
+
+
+def random_perspective(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray],
+                       rng: np.random.Generator, degrees: float = 0.0, translate: float = 0.1,
+                       scale: float = 0.5, shear: float = 0.0, perspective: float = 0.0,
+                       border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Random affine / perspective warp (:func:`perspective_matrix`) of an image and its labels."""
+    m, gain, out_hw = perspective_matrix(rng, img.shape[0], img.shape[1], degrees, translate, scale, shear,
+                                         perspective, border)
+    if border[0] != 0 or border[1] != 0 or (m != np.eye(3)).any():
+        img = warp_image(img, m, out_hw, bool(perspective))
+    return img, warp_labels(labels, segments, m, gain, out_hw, bool(perspective))
 
 
 def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.ndarray,

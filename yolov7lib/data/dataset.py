@@ -28,8 +28,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..hyp import P5, Hyp
+from . import augment as aug
 from .augment import PAD_VALUE, augment_hsv, cut_out, letterbox, mixup, paste_in, random_perspective
 from .check import CheckedImage, load_rgb
+
+Warp = tuple[np.ndarray, float, tuple[int, int]]  # perspective_matrix's (M, scale gain, output (h, w))
 
 
 def _xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh: float = 0) -> np.ndarray:
@@ -39,6 +42,15 @@ def _xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh:
     out[:, 2] = w * (boxes[:, 0] + boxes[:, 2] / 2) + padw
     out[:, 3] = h * (boxes[:, 1] + boxes[:, 3] / 2) + padh
     return out
+
+
+def _pieces(transform, polygons: list[np.ndarray]) -> list[np.ndarray]:
+    """``transform`` (of an ``(n, 2)`` array) applied to all ``polygons`` at once, as one array."""
+    if not polygons:
+        return []
+    points = transform(np.concatenate(polygons))
+    ends = np.cumsum([len(x) for x in polygons]).tolist()
+    return [points[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def _available_memory() -> int | None:
@@ -138,17 +150,56 @@ class DetectionDataset(Dataset):
         labels = np.zeros((len(im.classes), 5))
         labels[:, 0] = im.classes
         labels[:, 1:] = _xywhn_to_xyxy(im.boxes, w, h, padw, padh)
-        segments = [s * [w, h] + [padw, padh] for s in im.segments]
-        return labels, segments
+        return labels, _pieces(lambda xy: xy * [w, h] + [padw, padh], im.segments)
+
+    def _tile_hw(self, i: int) -> tuple[int, int]:
+        """(h, w) of image ``i`` as :meth:`load_image` returns it, known without decoding it."""
+        return self._cache[i][2] if self._cache is not None else self._resized_hw(*self.images[i].size)
+
+    def _mosaic_matrix(self, rng: np.random.Generator, warp: bool) -> Warp | None:
+        """The random warp of a mosaic (drawn where the official code draws it), or None."""
+        if not warp:
+            return None
+        h, size = self.hyp, 2 * self.img_size
+        return aug.perspective_matrix(rng, size, size, h.degrees, h.translate, h.scale, h.shear, h.perspective,
+                                  self.mosaic_border)
+
+    def _paint(self, tiles: list[tuple[int, int, int, tuple[int, int, int, int]]], size: int, warp: Warp | None):
+        """Paint ``(index, x, y, visible (x1, y1, x2, y2))`` tiles (image top-left at ``(x, y)``) into a
+        ``size``² mosaic, then warp it. Only the part the warp reads (:func:`source_region`) is
+        painted, and images with no pixel in it are never decoded: the output is the same."""
+        region = (0, 0, size, size)
+        if warp is not None and not self.hyp.perspective:
+            region = aug.source_region(warp[0], warp[2], (size, size))
+        rx1, ry1, rx2, ry2 = region
+        channels = 3 if warp is None else 4  # 4 for the fast warp (see warp_image), painted by cvtColor
+        canvas = np.full((max(ry2 - ry1, 0), max(rx2 - rx1, 0), channels), PAD_VALUE, dtype=np.uint8)
+        for i, x, y, (vx1, vy1, vx2, vy2) in tiles:
+            x1, y1, x2, y2 = max(vx1, rx1), max(vy1, ry1), min(vx2, rx2), min(vy2, ry2)
+            if x2 <= x1 or y2 <= y1:
+                continue
+            img = self.load_image(i)[0]
+            if img.shape[:2] != self._tile_hw(i):
+                raise ValueError(f"{self.images[i].path}: decoded as {img.shape[:2]}, checked as "
+                                 f"{self.images[i].size}; the file changed since the check, run it again")
+            src, dst = img[y1 - y:y2 - y, x1 - x:x2 - x], canvas[y1 - ry1:y2 - ry1, x1 - rx1:x2 - rx1]
+            if channels == 4:
+                cv2.cvtColor(src, cv2.COLOR_BGR2BGRA, dst=dst)
+            else:
+                dst[:] = src
+        if warp is None:
+            return canvas
+        out = aug.warp_image(canvas, warp[0], warp[2], bool(self.hyp.perspective), (rx1, ry1))
+        return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
 
     def _mosaic4(self, index: int, rng: np.random.Generator, warp: bool = True):
         s = self.img_size
         yc, xc = (int(rng.uniform(-x, 2 * s + x)) for x in self.mosaic_border)
         indices = [index, *rng.integers(0, len(self), 3).tolist()]
-        canvas = np.full((2 * s, 2 * s, 3), PAD_VALUE, dtype=np.uint8)
-        all_labels, all_segments = [], []
+        matrix = self._mosaic_matrix(rng, warp)
+        tiles, all_labels, all_segments = [], [], []
         for k, i in enumerate(indices):
-            img, _, (h, w) = self.load_image(i)
+            h, w = self._tile_hw(i)
             if k == 0:  # top left
                 a = (max(xc - w, 0), max(yc - h, 0), xc, yc)
                 b = (w - (a[2] - a[0]), h - (a[3] - a[1]), w, h)
@@ -161,45 +212,45 @@ class DetectionDataset(Dataset):
             else:  # bottom right
                 a = (xc, yc, min(xc + w, 2 * s), min(2 * s, yc + h))
                 b = (0, 0, min(w, a[2] - a[0]), min(a[3] - a[1], h))
-            canvas[a[1]:a[3], a[0]:a[2]] = img[b[1]:b[3], b[0]:b[2]]
+            tiles.append((i, a[0] - b[0], a[1] - b[1], a))
             labels, segments = self._labels(i, w, h, a[0] - b[0], a[1] - b[1])
             all_labels.append(labels)
             all_segments += segments
         labels = np.concatenate(all_labels, 0)
         np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
-        all_segments = [np.clip(x, 0, 2 * s) for x in all_segments]
+        all_segments = _pieces(lambda xy: np.clip(xy, 0, 2 * s), all_segments)
+        img = self._paint(tiles, 2 * s, matrix)
         if not warp:
-            return canvas, labels, all_segments
-        return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
+            return img, labels, all_segments
+        return img, aug.warp_labels(labels, all_segments, *matrix, bool(self.hyp.perspective))
 
     def _mosaic9(self, index: int, rng: np.random.Generator):
         s = self.img_size
         indices = [index, *rng.integers(0, len(self), 8).tolist()]
-        canvas = np.full((3 * s, 3 * s, 3), PAD_VALUE, dtype=np.uint8)
-        all_labels, all_segments = [], []
+        yc, xc = (int(rng.uniform(0, s)) for _ in self.mosaic_border)  # the crop of the 3s² canvas
+        matrix = self._mosaic_matrix(rng, True)
+        tiles, all_labels, all_segments = [], [], []
         h0 = w0 = hp = wp = 0
         for k, i in enumerate(indices):
-            img, _, (h, w) = self.load_image(i)
+            h, w = self._tile_hw(i)
             if k == 0:
                 h0, w0 = h, w
             # (x1, y1) of the tile around the centre image, clockwise from the top
             x1, y1 = [(s, s), (s, s - h), (s + wp, s - h), (s + w0, s), (s + w0, s + hp), (s + w0 - w, s + h0),
                       (s + w0 - wp - w, s + h0), (s - w, s + h0 - h), (s - w, s + h0 - hp - h)][k]
-            cx1, cy1 = max(x1, 0), max(y1, 0)
-            cx2, cy2 = max(x1 + w, 0), max(y1 + h, 0)
-            canvas[cy1:cy2, cx1:cx2] = img[cy1 - y1:, cx1 - x1:][: cy2 - cy1, : cx2 - cx1]
+            visible = (max(x1, 0) - xc, max(y1, 0) - yc, max(x1 + w, 0) - xc, max(y1 + h, 0) - yc)
+            tiles.append((i, x1 - xc, y1 - yc, visible))
             labels, segments = self._labels(i, w, h, x1, y1)
             all_labels.append(labels)
             all_segments += segments
             hp, wp = h, w
-        yc, xc = (int(rng.uniform(0, s)) for _ in self.mosaic_border)
-        canvas = canvas[yc:yc + 2 * s, xc:xc + 2 * s]
         labels = np.concatenate(all_labels, 0)
         labels[:, [1, 3]] -= xc
         labels[:, [2, 4]] -= yc
         np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
-        all_segments = [np.clip(x - [xc, yc], 0, 2 * s) for x in all_segments]
-        return self._warp(canvas, labels, all_segments, rng, self.mosaic_border)
+        all_segments = _pieces(lambda xy: np.clip(xy - [xc, yc], 0, 2 * s), all_segments)
+        img = self._paint(tiles, 2 * s, matrix)
+        return img, aug.warp_labels(labels, all_segments, *matrix, bool(self.hyp.perspective))
 
     def _raw_mosaic(self, rng: np.random.Generator):
         """A 4-image mosaic before the warp (the source of paste-in cut-outs)."""
@@ -261,6 +312,12 @@ class DetectionDataset(Dataset):
                 out[:, 2] = 1 - out[:, 2]
         image = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))  # RGB, CHW
         return image, torch.from_numpy(out), str(self.images[index].path), shapes
+
+    @staticmethod
+    def worker_init(worker_id: int) -> None:
+        """``worker_init_fn`` of loaders: one OpenCV thread per worker process, as the workers are
+        already parallel (the official code sets this process-wide at import)."""
+        cv2.setNumThreads(1)
 
     @staticmethod
     def collate(batch):
