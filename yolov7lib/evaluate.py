@@ -185,8 +185,7 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                         collate_fn=DetectionDataset.collate,
-                                         worker_init_fn=DetectionDataset.worker_init)
+                                         collate_fn=DetectionDataset.collate)
     ids = {str(im.path): i for i, im in enumerate(dataset.images)}
     if category_ids is None:
         category_ids = COCO80_TO_91 if coco_json is not None else range(1, len(names) + 1)

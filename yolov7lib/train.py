@@ -198,8 +198,7 @@ class Trainer:
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
         self.loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=cfg.batch_size // self.world, sampler=self.sampler, num_workers=cfg.workers,
-            collate_fn=DetectionDataset.collate, worker_init_fn=DetectionDataset.worker_init,
-            pin_memory=self.device.type == "cuda",
+            collate_fn=DetectionDataset.collate, pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0)
         if self.rank == 0:
             val_split = load_split(self.data.val, nc, warn=True)

@@ -314,12 +314,6 @@ class DetectionDataset(Dataset):
         return image, torch.from_numpy(out), str(self.images[index].path), shapes
 
     @staticmethod
-    def worker_init(worker_id: int) -> None:
-        """``worker_init_fn`` of loaders: one OpenCV thread per worker process, as the workers are
-        already parallel (the official code sets this process-wide at import)."""
-        cv2.setNumThreads(1)
-
-    @staticmethod
     def collate(batch):
         images, targets, paths, shapes = zip(*batch)
         for i, t in enumerate(targets):
