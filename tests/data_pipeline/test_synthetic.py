@@ -68,3 +68,47 @@ def test_content_statistics():
 def test_cli(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--train", "3", "--val", "2", "--size", "96", "--seed", "1"]) == 0
     assert "wrote 5 images" in capsys.readouterr().out
+
+
+def test_sizes_are_coco_like_at_the_default_320_px():
+    areas = np.asarray([(a.box[2] - a.box[0]) * (a.box[3] - a.box[1])
+                        for i in range(150) for a in render(0, "val", i, 320)[1]])
+    small, large = (areas < 32**2).mean(), (areas >= 96**2).mean()
+    assert 0.35 < small < 0.5 and 0.15 < large < 0.3, (small, large)  # COCO: 0.41, 0.24
+    assert (np.sqrt(areas) < 6).mean() < 0.02  # nothing under 10 px but where the image border cuts it
+
+
+def test_every_object_in_sight_is_labelled_and_blobs_never_look_like_one(monkeypatch):
+    """Objects hidden by more than 60 % are not drawn at all (no unlabelled fragments); distractor
+    blobs are greyish, objects saturated."""
+    import colorsys
+
+    import yolov7lib.data.synthetic as synthetic
+
+    drawn, masks = [], []
+    real_draw = synthetic.ImageDraw.Draw
+
+    class CountingDraw:
+        def __init__(self, im):
+            self.draw = real_draw(im)
+
+        def polygon(self, xy, fill=None, outline=None):
+            (masks if outline is None else drawn).append(xy)  # objects have an outline, masks not
+            return self.draw.polygon(xy, fill=fill, outline=outline)
+
+        def __getattr__(self, name):
+            return getattr(self.draw, name)
+
+    monkeypatch.setattr(synthetic.ImageDraw, "Draw", CountingDraw)
+    labelled = 0
+    for i in range(30):
+        drawn.clear()
+        _, anns = render(2, "train", i, 256)
+        assert len(drawn) == len(anns)
+        labelled += len(anns)
+    assert len(masks) > labelled  # some objects of the layouts were too hidden to be drawn
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s_blob = colorsys.rgb_to_hsv(*(c / 255 for c in synthetic._distractor_colour(rng)))[1]
+        s_object = colorsys.rgb_to_hsv(*(c / 255 for c in synthetic._class_colour(rng, 3)))[1]
+        assert s_blob < 0.32 < 0.53 < s_object
