@@ -127,7 +127,8 @@ def source_region(m: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int]
 def warp_image(img: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], perspective: bool = False,
                origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """``img`` warped by ``m`` into ``out_hw``, grey outside; ``img`` may be the part of ``m``'s input
-    that starts at ``origin`` (x, y), such as its :func:`source_region`: the output is the same."""
+    that starts at ``origin`` (x, y), such as its :func:`source_region`: the output is the same, up to
+    OpenCV's float32 rounding of source coordinates (a few pixels by a few grey levels)."""
     h, w = out_hw
     fill = (PAD_VALUE,) * 4
     # OpenCV's SIMD warp kernels take 1 or 4 channels: padded to 4, a colour image warps 2-3x faster

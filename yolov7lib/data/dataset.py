@@ -167,7 +167,8 @@ class DetectionDataset(Dataset):
     def _paint(self, tiles: list[tuple[int, int, int, tuple[int, int, int, int]]], size: int, warp: Warp | None):
         """Paint ``(index, x, y, visible (x1, y1, x2, y2))`` tiles (image top-left at ``(x, y)``) into a
         ``size``² mosaic, then warp it. Only the part the warp reads (:func:`source_region`) is
-        painted, and images with no pixel in it are never decoded: the output is the same."""
+        painted, and images with no pixel in it are never decoded: the labels are the same as those
+        of a whole mosaic, the pixels too up to float32 rounding (see :func:`~.augment.warp_image`)."""
         region = (0, 0, size, size)
         if warp is not None and not self.hyp.perspective:
             region = aug.source_region(warp[0], warp[2], (size, size))
