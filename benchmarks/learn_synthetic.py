@@ -8,9 +8,8 @@ the given width with the tiny hyps (lr0 0.04, no MixUp or paste-in, mosaic 0.5),
 batch equal to it (batch 8 beat batch 16 and Adam in a side-by-side run), at 480 px (the 320-px images
 upscaled: small objects gain more than the fewer epochs cost; 20 epochs at 480 gave mAP50 0.731 in
 8.8 min, 25 at 416 gave 0.717 in 8.4 min, 42 at 320 gave 0.688 in 9.0 min), with the images cached in
-RAM; prints the final metrics,
-AP50 and recall per COCO area range, the wall time and whether the target was reached within the
-budget.
+RAM; prints the final metrics, AP50 and recall per COCO area range, the wall time and whether the
+target was reached within the budget.
 """
 
 from __future__ import annotations
