@@ -164,3 +164,35 @@ def test_strict_reader_refuses_bad_rows(tmp_path):
     (labels / "a.txt").write_text("2 0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5\n")
     (sample,) = read_yolo([images], NC)
     assert sample.classes.tolist() == [2] and len(sample.segments) == 1 and sample.size == (48, 64)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_fast_jpeg_decoding_gives_opencvs_pixels(tmp_path, progressive):
+    """JPEGs decoded through simplejpeg equal OpenCV's ``imread`` bit for bit: chroma subsampling
+    4:4:4, 4:2:2 and 4:2:0, greyscale, every EXIF orientation; a fourth channel (255) on request;
+    a damaged file falls back to OpenCV."""
+    import cv2
+
+    from yolov7lib.data.check import _decode_jpeg
+
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(cv2.resize((rng.random((31, 43, 3)) * 255).astype(np.uint8), (83, 61)), (5, 5), 0)
+    for subsampling in (0, 1, 2):
+        for orientation in (None, *range(1, 9)):
+            for mode in ("RGB", "L"):
+                path = tmp_path / f"{subsampling}{orientation}{mode}.jpg"
+                kw = dict(quality=90, subsampling=subsampling, progressive=progressive)
+                if orientation:
+                    kw["exif"] = Image.Exif()
+                    kw["exif"][0x0112] = orientation
+                Image.fromarray(base).convert(mode).save(path, "JPEG", **kw)
+                reference = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                assert _decode_jpeg(path.read_bytes(), "BGR") is not None
+                assert np.array_equal(load_rgb(path, bgr=True), reference), path.name
+                assert np.array_equal(load_rgb(path), reference[..., ::-1]), path.name
+                four = load_rgb(path, bgr=True, channels=4)
+                assert np.array_equal(four[..., :3], reference) and (four[..., 3] == 255).all()
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(path.read_bytes()[:-200])
+    assert _decode_jpeg(damaged.read_bytes(), "BGR") is None
+    assert np.array_equal(load_rgb(damaged, bgr=True), cv2.imread(str(damaged), cv2.IMREAD_COLOR))

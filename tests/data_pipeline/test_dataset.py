@@ -226,7 +226,7 @@ def test_mosaics_paint_only_what_the_warp_reads(split, monkeypatch):
     ds = DetectionDataset(split, img_size=128, hyp=hyp, augment=True, seed=6)
     decoded = []
     read = ds._read_image
-    monkeypatch.setattr(ds, "_read_image", lambda i: decoded.append(i) or read(i))
+    monkeypatch.setattr(ds, "_read_image", lambda i, *args: decoded.append(i) or read(i, *args))
     samples = [ds[i] for i in range(len(ds))]
     ds.set_epoch(1)
     samples += [ds[i] for i in range(len(ds))]

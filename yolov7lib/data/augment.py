@@ -66,15 +66,29 @@ def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> np.ndarr
     """
     if not len(segments):
         return np.zeros((0, n, 2))
-    counts = np.array([len(s) for s in segments])
-    closed = np.concatenate([np.concatenate((s, s[:1]), 0) for s in segments], 0).astype(float)
-    starts = np.concatenate(([0], np.cumsum(counts + 1)[:-1]))[:, None]
+    return np.stack(_resample_xy(segments, n), -1)
+
+
+def _resample_xy(segments: Sequence[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resample_segments` as its x and y planes ``(len(segments), n)``, each computed alone."""
+    counts = np.fromiter(map(len, segments), np.int64, len(segments))
+    ends = np.cumsum(counts + 1)  # each outline closed by a copy of its first vertex
+    vertex = np.ones(ends[-1], bool)
+    vertex[ends - 1] = False
+    points = np.concatenate(segments, 0).astype(float)
+    closed = np.empty((ends[-1], 2))
+    closed[vertex] = points
+    closed[ends - 1] = points[np.cumsum(counts) - counts]
     x = np.arange(n) * (counts[:, None] / (n - 1))  # np.linspace(0, count, n) per polygon
     j = np.minimum(x.astype(np.int64), counts[:, None] - 1)
-    a, b = closed[starts + j], closed[starts + j + 1]
-    out = (b - a) * (x - j)[..., None] + a
-    out[:, -1] = closed[starts[:, 0] + counts]  # the closing vertex itself, as np.interp returns it
-    return out
+    t = x - j
+    a = (ends - counts - 1)[:, None] + j  # the vertex before each point; a + 1 the one after
+    out = []
+    for c in closed.T.copy():
+        plane = (c[a + 1] - c[a]) * t + c[a]
+        plane[:, -1] = c[ends - 1]  # the closing vertex itself, as np.interp returns it
+        out.append(plane)
+    return out[0], out[1]
 
 
 def perspective_matrix(rng: np.random.Generator, height: int, width: int, degrees: float = 0.0,
@@ -168,12 +182,11 @@ def warp_labels(labels: np.ndarray, segments: Sequence[np.ndarray], m: np.ndarra
             labels, segments = labels[seen], [seg for seg, keep in zip(segments, seen) if keep]
             if not len(labels):
                 return labels
-        seg = resample_segments(segments)
-        xy = np.ones((*seg.shape[:2], 3))
-        xy[..., :2] = seg
-        xy = xy @ m.T
-        xy = xy[..., :2] / xy[..., 2:3] if perspective else xy[..., :2]
-        x, y = xy[..., 0], xy[..., 1]
+        sx, sy = _resample_xy(segments, 1000)
+        x, y = (sx * m[k, 0] + sy * m[k, 1] + m[k, 2] for k in (0, 1))  # (x, y, 1) @ m.T, row by row
+        if perspective:
+            w = sx * m[2, 0] + sy * m[2, 1] + m[2, 2]
+            x, y = x / w, y / w
         inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
         new = np.stack((np.where(inside, x, np.inf).min(1), np.where(inside, y, np.inf).min(1),
                         np.where(inside, x, -np.inf).max(1), np.where(inside, y, -np.inf).max(1)), 1)
