@@ -147,3 +147,18 @@ def test_torchrun_two_processes(tiny_data, tmp_path):
 def test_config_round_trip():
     cfg = TrainConfig(overrides={"lr0": 0.02})
     assert TrainConfig(**{**cfg.__dict__}).overrides == {"lr0": 0.02}
+
+
+def test_bf16_autocast_trains_on_the_cpu(tiny_data, tmp_path):
+    """``amp="bf16"`` runs the forward pass under CPU autocast (what benchmarks/learn_synthetic.py
+    uses): bfloat16 activations, float32 weights, a finite loss, and the weights move."""
+    trainer = Trainer(tiny_config(tiny_data, tmp_path, amp="bf16", epochs=1))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    dtypes = set()
+    handle = trainer.model.head.register_forward_hook(lambda m, i, o: dtypes.add(i[0][0].dtype))
+    metrics = trainer.train_epoch(0)
+    handle.remove()
+    assert trainer.amp_dtype == torch.bfloat16 and torch.bfloat16 in dtypes
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
