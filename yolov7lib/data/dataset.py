@@ -133,10 +133,9 @@ class DetectionDataset(Dataset):
         self._cache = cache
         return need
 
-    def load_image(self, i: int, channels: int = 3) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
-        """Image ``i`` resized so its long side is ``img_size``; (image, original hw, resized hw).
-        BGR, with a fourth channel when ``channels=4`` asks for it and the image is not cached."""
-        return self._cache[i] if self._cache is not None else self._read_image(i, channels)
+    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """Image ``i`` resized so its long side is ``img_size``; (image, original hw, resized hw)."""
+        return self._cache[i] if self._cache is not None else self._read_image(i)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_buffers": [np.empty(0, np.uint8) for _ in self._buffers]}
