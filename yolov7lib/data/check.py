@@ -169,7 +169,7 @@ def _decode_jpeg(data: bytes, order: str, buffer: np.ndarray | None = None) -> n
 
 
 def load_rgb(path: Path, bgr: bool = False, channels: int = 3, buffer: np.ndarray | None = None) -> np.ndarray:
-    """An image as uint8 ``(H, W, 3)`` RGB (or BGR) in the upright frame, whatever its mode or bit depth.
+    """An image as uint8 ``(H, W, channels)`` RGB (or BGR) in the upright frame, whatever its mode or bit depth.
 
     ``channels=4`` appends a fourth channel (255) for OpenCV's 4-channel fast paths. JPEGs take a fast
     path (:func:`_decode_jpeg`, else OpenCV; both apply the EXIF orientation); other files, which may

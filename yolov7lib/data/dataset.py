@@ -177,7 +177,7 @@ class DetectionDataset(Dataset):
             return None
         h, size = self.hyp, 2 * self.img_size
         return aug.perspective_matrix(rng, size, size, h.degrees, h.translate, h.scale, h.shear, h.perspective,
-                                  self.mosaic_border)
+                                      self.mosaic_border)
 
     def _paint(self, tiles: list[tuple[int, int, int, tuple[int, int, int, int]]], size: int, warp: Warp | None):
         """Paint ``(index, x, y, visible (x1, y1, x2, y2))`` tiles (image top-left at ``(x, y)``) into a
@@ -189,7 +189,7 @@ class DetectionDataset(Dataset):
         if warp is not None and not self.hyp.perspective:
             region = aug.source_region(warp[0], warp[2], (size, size))
         rx1, ry1, rx2, ry2 = region
-        channels = 3 if warp is None else 4  # 4 for the fast warp (see warp_image), decoded so
+        channels = 3 if warp is None else 4  # the warp is fastest on 4 (see warp_image)
         shape = (max(ry2 - ry1, 0), max(rx2 - rx1, 0), channels)
         canvas = np.empty(shape, np.uint8) if warp is None else self._scratch(1, shape)  # unwarped: returned
         canvas.fill(PAD_VALUE)
