@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -178,12 +179,11 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
 
     device = next(model.parameters()).device
     half = device.type == "cuda" if half is None else half
-    was_training, dtype = model.training, next(model.parameters()).dtype
+    was_training = model.training
     model.eval()
-    if half:
-        model.half()
+    net = copy.deepcopy(model).half() if half else model  # FP16 on a copy: the caller's FP32 weights stay exact
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
+    net.to(memory_format=memory_format)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=DetectionDataset.collate)
     ids = {str(im.path): i for i, im in enumerate(dataset.images)}
@@ -195,7 +195,7 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
         x = images.to(device, non_blocking=True).to(torch.float16 if half else torch.float32) / 255
         x = x.contiguous(memory_format=memory_format)
         t0 = time.perf_counter()
-        out = model(x)[0]
+        out = net(x)[0]
         t1 = time.perf_counter()
         dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det)
         timing["inference"] += t1 - t0
@@ -215,7 +215,7 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
                                    "category_id": category_ids[int(cls)],
                                    "bbox": [round(v, 3) for v in (x1, y1, x2 - x1, y2 - y1)],
                                    "score": round(score, 5)})
-    model.to(dtype=dtype, memory_format=torch.contiguous_format).train(was_training)
+    model.to(memory_format=torch.contiguous_format).train(was_training)
     image_ids = ([int(im.path.stem) for im in dataset.images] if coco_json is not None
                  else list(range(1, len(dataset) + 1)))
     evaluator = coco_eval(coco_json if coco_json is not None else ground_truth(dataset, names), detections,

@@ -85,3 +85,15 @@ def test_evaluate_end_to_end(tiny_data, tmp_path):
     result.save(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "detections.json", "pr_curve.png",
                                                    "confusion_matrix.png"}
+
+
+def test_fp16_evaluation_leaves_the_fp32_weights_exact(tiny_data):
+    """Half precision runs on a copy: the caller's FP32 weights (an EMA during training, the Table 10
+    model before its FP32 rows) are not rounded to FP16 by an evaluation."""
+    data = DataConfig.load(tiny_data)
+    ds = DetectionDataset(load_split(data.val, data.nc, warn=False).images, 64, rect=True, batch_size=4, stride=32)
+    model = build_model("yolov7-tiny", "training", nc=data.nc, width=0.25)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate(model, ds, data.names, batch_size=4, half=True, progress=False)
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
