@@ -69,6 +69,7 @@ class TrainConfig:
     adam: bool = False
     linear_lr: bool = False
     seed: int = 0
+    deterministic: bool = False  # deterministic kernels: bit-exact reruns and resumes on CUDA (slower)
     aux_strategy: str = ""  # "" = from the head; none / independent / lead_guided / coarse_to_fine
     aux_decoder: str = "constrained"
     warmup_min_iters: int = 1000  # the official minimum
@@ -160,12 +161,19 @@ class Trainer:
         self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.device = select_device(cfg.device, self.local_rank)
-        if self.world > 1 and not dist.is_initialized():
+        # under torchrun the model is wrapped in DDP even with one process, so that one GPU runs the
+        # same code path (NCCL, SyncBN) as eight
+        self.distributed = self.world > 1 or dist.is_torchelastic_launched()
+        if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if cfg.batch_size % self.world:
             raise ValueError(f"batch size {cfg.batch_size} is not a multiple of the {self.world} processes")
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
         torch.manual_seed(cfg.seed + self.rank)
         random.seed(cfg.seed + self.rank)
         self.save_dir = cfg.save_dir
@@ -205,14 +213,19 @@ class Trainer:
             self.val_set = DetectionDataset(val_split.images, cfg.img_size, self.hyp, rect=True,
                                             batch_size=2 * cfg.batch_size, stride=int(max(head.strides)), pad=0.5,
                                             cache_images=cfg.cache_images, progress=cfg.progress)
-        if self.world > 1:
+        if self.distributed:
             if cfg.sync_bn and self.device.type == "cuda":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                if self.rank == 0:
+                    n = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.model.modules())
+                    print(f"SyncBatchNorm: {n} layers synchronised over {self.world} process(es)")
             elif cfg.sync_bn and self.rank == 0:
                 warnings.warn("SyncBatchNorm needs CUDA; training on the CPU with per-process BatchNorm",
                               RuntimeWarning, stacklevel=2)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            if self.rank == 0:
+                print(f"DistributedDataParallel: {self.world} process(es), backend {dist.get_backend()}")
 
     # -- weights and checkpoints ---------------------------------------------------------------
     def _load_weights(self, path: str) -> None:
@@ -362,7 +375,7 @@ class Trainer:
                         f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in shown if k in metrics), flush=True)
                 for hook in self.hooks:
                     hook.on_epoch_end(self, metrics)
-            if self.world > 1:
+            if self.distributed:
                 dist.barrier()
         if self.rank == 0:
             for hook in self.hooks:
@@ -398,7 +411,7 @@ def train(cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = (), resume: s
     try:
         return trainer.fit()
     finally:
-        if trainer.world > 1 and dist.is_initialized():
+        if trainer.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
