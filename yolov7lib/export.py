@@ -12,29 +12,31 @@ the PyTorch model. With ``nms=True`` the graph ends with ONNX ``NonMaxSuppressio
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import torch
+import torchvision  # imported before export: the exporter's registry then knows torchvision's nms
 from torch import nn
 
 from .reparam import reparameterize
 
 
 class _WithNMS(nn.Module):
-    """Decoded outputs -> class-aware NMS inside the graph (torchvision ``batched_nms`` exports as
-    ONNX NonMaxSuppression)."""
+    """Decoded outputs -> class-aware NMS inside the graph (``torchvision.ops.nms`` exports as ONNX
+    NonMaxSuppression). Each box keeps its best class, as ``non_max_suppression(multi_label=False)``;
+    images and classes are kept apart by shifting every (image, class) group to its own region
+    ``group · (largest coordinate + 1)`` with dense group numbers, which keeps the float32 shift small."""
 
     def __init__(self, model: nn.Module, conf: float, iou: float) -> None:
         super().__init__()
         self.model, self.conf, self.iou = model, conf, iou
-        self.single_class = model.head.nc == 1
+        self.nc = model.head.nc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torchvision
-
         pred = self.model(x)[0]
         bs, n, _ = pred.shape
-        scores = pred[..., 4:5] if self.single_class else pred[..., 5:] * pred[..., 4:5]
+        scores = pred[..., 4:5] if self.nc == 1 else pred[..., 5:] * pred[..., 4:5]
         score, cls = scores.max(-1)
         xy, wh = pred[..., :2], pred[..., 2:4] / 2
         boxes = torch.cat((xy - wh, xy + wh), -1).reshape(-1, 4)
@@ -42,25 +44,38 @@ class _WithNMS(nn.Module):
         score, cls = score.reshape(-1), cls.reshape(-1)
         keep = score > self.conf
         boxes, score, cls, image = boxes[keep], score[keep], cls[keep], image[keep]
-        groups = image * 4096 + cls
-        kept = torchvision.ops.batched_nms(boxes, score, groups, self.iou)
+        largest = torch.cat((boxes.reshape(-1), boxes.new_zeros(1))).max()  # 0 when nothing passed
+        shift = (image * self.nc + cls).to(boxes.dtype)[:, None] * (largest + 1)
+        kept = torchvision.ops.nms(boxes + shift, score, self.iou)
         return torch.cat((image[kept, None].float(), boxes[kept], score[kept, None], cls[kept, None].float()), 1)
 
 
 def export_onnx(model: nn.Module, path: str | Path, img_size: int | tuple[int, int] = 640, nms: bool = False,
-                conf: float = 0.25, iou: float = 0.45, opset: int = 17) -> Path:
-    """Write ``model`` (training or deploy form) as ONNX with a dynamic batch axis; return the path."""
+                conf: float = 0.25, iou: float = 0.45, opset: int = 18) -> Path:
+    """Write ``model`` (training or deploy form) as ONNX with a dynamic batch axis; return the path.
+
+    The graph is captured by ``torch.export`` (PyTorch's current ONNX exporter, ``dynamo=True``;
+    it needs the ``onnx`` and ``onnxscript`` packages: ``pip install yolov7lib[export]``)."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'yolov7lib[export]'") from err
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deploy = reparameterize(model) if getattr(model.config, "form", "deploy") == "training" else model.eval()
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     param = next(deploy.parameters())
     example = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
-    net: nn.Module = _WithNMS(deploy, conf, iou) if nms else _Decoded(deploy)
-    names = ["detections"] if nms else ["output"]
-    axes = {"images": {0: "batch"}} if nms else {"images": {0: "batch"}, "output": {0: "batch"}}
-    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=names,
-                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+    net = (_WithNMS(deploy, conf, iou) if nms else _Decoded(deploy)).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():  # the head's grid cache is filled during capture: harmless here
+        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        program = torch.onnx.export(net, (example,), input_names=["images"],
+                                    output_names=["detections"] if nms else ["output"],
+                                    dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
+                                    verbose=False)
+    program.save(str(path))
     return path
 
 
