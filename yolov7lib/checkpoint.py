@@ -14,6 +14,7 @@ names any other global (``os.system``, ...) is refused with :class:`UnsafeCheckp
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import pickle
 import re
@@ -149,6 +150,16 @@ def load_model(path: str | os.PathLike) -> YOLOv7:
         fuse(model)
     model.load_state_dict(payload["state_dict"])
     return model
+
+
+def fingerprint(model: nn.Module) -> str:
+    """The first 16 hex digits of a SHA-256 over the state_dict's names and values: equal exactly when
+    two models hold the same weights (on any device)."""
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def is_fused(model: nn.Module) -> bool:

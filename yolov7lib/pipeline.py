@@ -213,6 +213,39 @@ def load_trained(cfg: TrainConfig):
     return load_model(cfg.save_dir / "weights" / "last.pt")
 
 
+PRECISION_NMS = [(half, iou) for half in (True, False) for iou in (0.65, 0.70)]  # Table 10's cells
+
+
+def table10_rows(model, dataset, names: Sequence[str], gpu_csv: str | os.PathLike | None = None) -> list[dict]:
+    """Table 10's cells for ``model`` on ``dataset``: AP (%) at NMS IoU 0.65 and 0.70, FP16 and FP32,
+    evaluated on the model's device. FP16 needs CUDA: on the CPU those cells come from ``gpu_csv``
+    (``results/gpu/table10.csv``, written by ``make gpu-check``) when it was measured on the same
+    weights (:func:`~yolov7lib.checkpoint.fingerprint`), else they say they need a GPU."""
+    import torch
+
+    from .checkpoint import fingerprint
+    from .evaluate import evaluate
+
+    device = next(model.parameters()).device
+    weights = fingerprint(model)
+    measured = {}
+    if gpu_csv is not None and Path(gpu_csv).exists():
+        with open(gpu_csv) as f:
+            measured = {(r["precision"], float(r["iou"])): r for r in csv.DictReader(f) if r["weights"] == weights}
+    rows = []
+    for half, iou in PRECISION_NMS:
+        precision = "FP16" if half else "FP32"
+        if half and device.type != "cuda":
+            gpu = measured.get((precision, iou))
+            ap, status = (float(gpu["AP"]), f"reduced-scale, {gpu['device']}") if gpu else (math.nan, "needs GPU")
+        else:
+            ap = 100 * evaluate(model, dataset, names, iou_thres=iou, half=half, progress=False).metrics["AP"]
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+            status = f"reduced-scale, {name}"
+        rows.append({"precision": precision, "iou": iou, "AP": ap, "status": status, "weights": weights})
+    return rows
+
+
 def write_table10(rows: list[dict], paper: list[dict[str, str]], stem: str | os.PathLike) -> None:
     """Table 10: AP per (precision, NMS IoU), ours beside the paper's YOLOv7-X figures."""
     stem = Path(stem)
@@ -222,7 +255,7 @@ def write_table10(rows: list[dict], paper: list[dict[str, str]], stem: str | os.
     lines = ["### Table 10: FP16 / FP32 and NMS IoU", "", "| precision | NMS IoU | AP ours | AP paper (YOLOv7-X) "
              "| status |", "|---|---:|---:|---:|---|"]
     for r in rows:
-        r["AP_paper"] = theirs.get((r["precision"], r["iou"]), math.nan)
+        r["AP_paper"] = theirs.get((r["precision"], float(r["iou"])), math.nan)
         ap = "–" if math.isnan(r["AP"]) else f"{r['AP']:.1f}"
         lines.append(f"| {r['precision']} | {r['iou']:.2f} | {ap} | {r['AP_paper']:.1f} | {r['status']} |")
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
