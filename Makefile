@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint repro table bench-install clean
+.PHONY: install test lint repro table bench-install gpu-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ table: $(VENV)/.dev
 bench-install: $(VENV)/.dev  ## the official implementation as a benchmark peer (no deps pulled in)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m pip install -q --no-deps yolov7-package==0.0.13
+
+# The GPU path in one command (benchmarks/gpu_check.py): CUDA tests, speed table, training step, loader,
+# Table 10's FP16 cells -> results/gpu/. It installs nothing, so it also runs on a GPU machine without a
+# network: the project's .venv when there is one, else python3, with the package on PYTHONPATH.
+GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:  ## the GPU path on one GPU (<= 8 min on an H100/H200); on a CPU its small version (<= 2 min)
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_CHECK_PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

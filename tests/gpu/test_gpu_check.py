@@ -1,0 +1,37 @@
+"""``make gpu-check`` without CUDA: every section that does not need it runs at its small CPU size,
+and the CUDA ones say in one line that they were skipped."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from engine.conftest import tiny_data, trained  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):  # noqa: F811
+    cfg, _ = trained
+    args = (f"--device cpu --out {tmp_path / 'out'} --work {tmp_path / 'work'} --data {tiny_data} "
+            f"--reference {cfg.save_dir / 'weights' / 'last.pt'}")
+    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "gpu-check", f"GPU_CHECK_ARGS={args}"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for section in ("CUDA tests", "gpu profile", "torch.compile"):
+        assert f"| {section} | skipped: needs CUDA |" in summary
+    for section in ("Table 10", "training step", "loader", "speed table"):
+        assert f"| {section} | done: " in summary
+    with open(tmp_path / "out" / "speed.csv") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    assert {"ours:eager", "ours:channels_last", "ours:onnxruntime"} <= {r["impl"] for r in rows}
+    assert all(float(r["max_rel_diff"]) < 1e-3 for r in rows)
+    with open(tmp_path / "out" / "table10.csv") as f:
+        cells = {(r["precision"], r["iou"]): r for r in csv.DictReader(f)}
+    assert cells[("FP16", "0.65")]["status"] == "needs GPU" and cells[("FP32", "0.65")]["AP"] != "nan"
+    assert (tmp_path / "out" / "train.csv").exists() and (tmp_path / "out" / "loader.csv").exists()
