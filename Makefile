@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint repro table bench-install gpu-check clean
+.PHONY: install test lint repro table bench-install gpu-check gpu-wheels clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ bench-install: $(VENV)/.dev  ## the official implementation as a benchmark peer 
 GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:  ## the GPU path on one GPU (<= 8 min on an H100/H200); on a CPU its small version (<= 2 min)
 	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_CHECK_PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
+# Wheels for a GPU machine without a network (Python 3.12, x86-64): what gpu-check needs beyond PyTorch,
+# torchvision, OpenCV and NumPy, and the official peer. Unpack there with
+#   python3 -m pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+GPU_PY ?= 3.12
+gpu-wheels: $(VENV)/bin/python
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl pycocotools simplejpeg
+	$(PY) -m pip download -q --no-deps -d .whl yolov7-package==0.0.13
+	$(PY) -m pip wheel -q --no-deps -w .whl wget==3.2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
