@@ -9,11 +9,10 @@ import time
 import urllib.request
 
 import pytest
+from conftest import tiny_config
 
 from yolov7lib.tracking import Tracker, default_uri, flatten
 from yolov7lib.train import train
-
-from .conftest import tiny_config
 
 mlflow = pytest.importorskip("mlflow")
 

@@ -13,12 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from yolov7lib.checkpoint import load_checkpoint, load_model
 from yolov7lib.cli import main as cli
 from yolov7lib.train import TrainConfig, Trainer, config_from_args
-
-from .conftest import tiny_config
 
 FLAGS = ["--cfg", "yolov7-tiny", "--hyp", "tiny", "--img", "64", "--batch", "4", "--workers", "0",
          "--warmup-min-iters", "2", "--no-tracking", "--no-progress"]

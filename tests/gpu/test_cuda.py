@@ -19,7 +19,7 @@ if not torch.cuda.is_available():
     pytest.skip("CUDA is not available: the GPU path is checked by `make gpu-check` on a GPU machine",
                 allow_module_level=True)
 
-from engine.conftest import tiny_config, tiny_data  # noqa: F401  (a fixture)
+from conftest import tiny_config
 from test_loss_golden import CASES, golden_predictions, load_case, positives
 
 from yolov7lib.bench import CUDAGraphed, deploy_model, prepare, relative_error
@@ -71,7 +71,7 @@ def _moved(before, model) -> bool:
 
 
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-def test_mixed_precision_steps_are_finite_and_move_the_weights(amp, tiny_data, tmp_path):  # noqa: F811
+def test_mixed_precision_steps_are_finite_and_move_the_weights(amp, tiny_data, tmp_path):
     trainer = Trainer(tiny_config(tiny_data, tmp_path, device="cuda", amp=amp, epochs=1, nominal_batch=4))
     dtypes = set()
     handle = trainer.model.head.register_forward_hook(lambda m, i, o: dtypes.add(i[0][0].dtype))
@@ -84,7 +84,7 @@ def test_mixed_precision_steps_are_finite_and_move_the_weights(amp, tiny_data, t
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
-def test_grad_scaler_skips_a_step_with_infinite_gradients(tiny_data, tmp_path):  # noqa: F811
+def test_grad_scaler_skips_a_step_with_infinite_gradients(tiny_data, tmp_path):
     """An overflowing FP16 gradient: the optimizer step is skipped (weights unchanged), the scale
     halves; the next batch steps again."""
     trainer = Trainer(tiny_config(tiny_data, tmp_path, device="cuda", amp="fp16", epochs=1, nominal_batch=4,
@@ -100,7 +100,7 @@ def test_grad_scaler_skips_a_step_with_infinite_gradients(tiny_data, tmp_path): 
     assert _moved(before, trainer.model)
 
 
-def test_resume_on_cuda_is_bit_exact(tiny_data, tmp_path):  # noqa: F811
+def test_resume_on_cuda_is_bit_exact(tiny_data, tmp_path):
     """Two epochs, then a new trainer resuming from last.pt for two more, end with the weights of
     four uninterrupted epochs (deterministic kernels), as on the CPU."""
     settings = dict(device="cuda", epochs=4, deterministic=True, val_interval=100)
@@ -188,7 +188,7 @@ def test_cuda_graph_follows_a_batch_size_change(deploy):
 
 
 # -- distributed -------------------------------------------------------------------------------
-def test_ddp_with_nccl_and_sync_bn_runs_a_step(tiny_data, tmp_path):  # noqa: F811
+def test_ddp_with_nccl_and_sync_bn_runs_a_step(tiny_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", "29531",
            "-m", "yolov7lib.train", "--cfg", "yolov7-tiny", "--hyp", "tiny", "--img", "64", "--batch", "4",
            "--workers", "0", "--warmup-min-iters", "2", "--no-tracking", "--no-progress", "--device", "cuda",

@@ -9,13 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from engine.conftest import tiny_data, trained  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):  # noqa: F811
+def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):
     cfg, _ = trained
     args = (f"--device cpu --out {tmp_path / 'out'} --work {tmp_path / 'work'} --data {tiny_data} "
             f"--reference {cfg.save_dir / 'weights' / 'last.pt'}")
