@@ -22,9 +22,9 @@ def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):
                           text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     summary = (tmp_path / "out" / "summary.md").read_text()
-    for section in ("CUDA tests", "gpu profile", "torch.compile"):
+    for section in ("CUDA tests", "torch.compile"):
         assert f"| {section} | skipped: needs CUDA |" in summary
-    for section in ("Table 10", "training step", "loader", "speed table"):
+    for section in ("Table 10", "training step", "loader", "speed table", "gpu profile"):
         assert f"| {section} | done: " in summary
     with open(tmp_path / "out" / "speed.csv") as f:
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
@@ -34,3 +34,5 @@ def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):
         cells = {(r["precision"], r["iou"]): r for r in csv.DictReader(f)}
     assert cells[("FP16", "0.65")]["status"] == "needs GPU" and cells[("FP32", "0.65")]["AP"] != "nan"
     assert (tmp_path / "out" / "train.csv").exists() and (tmp_path / "out" / "loader.csv").exists()
+    with open(tmp_path / "out" / "gpu_profile.csv") as f:
+        assert [r["table"] for r in csv.DictReader(f)] == [f"Table {n}" for n in range(3, 9)]
