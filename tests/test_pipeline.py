@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
+import hashlib
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -51,33 +50,6 @@ def test_paper_tables_ship_with_the_package():
     assert rows[3]["model"] == "coarse-to-fine lead guided" and rows[3]["ap_val"] == "55.9"
 
 
-def test_summary_ordering_and_table(tmp_path):
-    paper = [{"model": "base", "ap_val": "50.0", "ap50_val": "70.0", "ap75_val": "55.0"},
-             {"model": "better", "ap_val": "51.0", "ap50_val": "71.0", "ap75_val": "56.0"},
-             {"model": "worse", "ap_val": "49.0", "ap50_val": "69.0", "ap75_val": "54.0"}]
-    rows = [{"label": label, "seed": s, "AP": ap + s / 100, "AP50": ap + 0.2, "AP75": ap + 0.05}
-            for label, ap in (("base", 0.30), ("better", 0.32), ("worse", 0.35)) for s in (0, 1)]
-    summary = pipeline.summarize(rows, paper, {})
-    assert [r["ordering"] for r in summary] == ["base", "reproduced", "not reproduced"]
-    assert summary[0]["AP"] == pytest.approx(30.5) and summary[0]["AP_std"] == pytest.approx(math.sqrt(0.5))
-    assert summary[1]["AP_delta"] == pytest.approx(32.5 - 51.0)
-    pipeline.write_table(summary, tmp_path / "tableX", "Table X")
-    md = (tmp_path / "tableX.md").read_text()
-    assert "32.5 ± 0.7 / 51.0 (-18.5)" in md and "not reproduced" in md
-    assert json.loads((tmp_path / "metrics.json").read_text())["better"]["AP"] == pytest.approx(32.5)
-
-
-def test_undefined_metrics_are_left_out(tmp_path):
-    """pycocotools gives -1 for an area range without objects: no number, no ordering from it."""
-    paper = [{"model": "base", "ap_val": "50.0", "apl_val": "65.0"},
-             {"model": "other", "ap_val": "51.0", "apl_val": "66.0"}]
-    rows = [{"label": label, "seed": 0, "AP": ap, "APl": -1.0} for label, ap in (("base", 0.3), ("other", 0.2))]
-    summary = pipeline.summarize(rows, paper, {}, metrics=("AP", "APl"))
-    assert math.isnan(summary[1]["APl"]) and summary[1]["ordering"] == "not reproduced"
-    pipeline.write_table(summary, tmp_path / "t", "T", metrics=("AP", "APl"))
-    assert "| – / 66.0 |" in (tmp_path / "t.md").read_text()
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_sources_have_no_outputs(path):
     nb = nbformat.read(path, as_version=4)
@@ -123,3 +95,22 @@ def test_finished_runs_saved_before_a_new_setting_are_reused(tmp_path, monkeypat
     assert pipeline.finished_metrics(cfg) == {"val/AP": 0.5}
     assert pipeline.finished_metrics(replace(cfg, cache_images=True)) is None
     assert pipeline.finished_metrics(replace(cfg, epochs=4)) is None
+
+
+def _tree_digest(folder: Path) -> str:
+    """What DVC hashes of a folder output: every file's path relative to it and its bytes."""
+    digest = hashlib.md5()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_the_data_stage_output_does_not_depend_on_where_the_repository_lies(tmp_path, monkeypatch):
+    """The dataset and its label caches are the same bytes under two different paths, so a fresh clone
+    elsewhere does not rewrite dvc.lock."""
+    monkeypatch.chdir(ROOT)
+    outs = [tmp_path / "a" / "synthetic", tmp_path / "b" / "deeper" / "synthetic"]
+    for out in outs:
+        assert pipeline.main(["data", "--profile", "smoke", "--out", str(out)]) == 0
+    assert (outs[0] / "labels" / "train.cache.json").exists()
+    assert _tree_digest(outs[0]) == _tree_digest(outs[1])

@@ -2,12 +2,10 @@
 
 * :func:`profile` reads ``params.yaml``: ``profile`` names one of ``profiles`` (``smoke``, ``cpu``,
   ``gpu``, ``paper``), whose ``data`` / ``train`` / ``seeds`` settings every notebook uses.
-* :func:`run_ablation` trains every arm of an ablation table under identical settings for each seed
-  (one MLflow parent run per table, a nested run per arm and seed); a finished run is reused, so an
-  interrupted stage resumes where it stopped.
-* :func:`summarize` and :func:`write_table` build ``results/tables/tableN.{csv,md}`` from the runs'
-  own outputs: ours (mean ± std), the paper's value, the difference, a status per cell, and whether
-  the sign of each improvement over the base (the paper's ordering) is reproduced.
+* :class:`TableRun` trains every arm of an ablation table under identical settings for each paired
+  seed (one MLflow parent run per table, a nested run per arm and seed); a finished run is reused, so
+  an interrupted stage resumes where it stopped. It writes the table that
+  :func:`yolov7lib.ablation.summarize` builds from the runs' own outputs, headed by what was run.
 
 The paper's tables ship with the package (``yolov7lib/paper/tableN.csv``; values in %).
 """
@@ -15,10 +13,8 @@ The paper's tables ship with the package (``yolov7lib/paper/tableN.csv``; values
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -28,9 +24,6 @@ from typing import Any
 import yaml
 
 from .train import TrainConfig
-
-METRIC_COLUMNS = {"AP": "ap_val", "AP50": "ap50_val", "AP75": "ap75_val", "APs": "aps_val", "APm": "apm_val",
-                  "APl": "apl_val"}
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -105,105 +98,90 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
     return ckpt.get("metrics") if done else None
 
 
-def run_ablation(table: str, arms: Sequence[Arm], prof: dict, out: str | os.PathLike,
-                 data: str = "data/synthetic/data.yaml", tracking: bool = True) -> list[dict[str, Any]]:
-    """Train every arm for every seed of the profile; return one row of final metrics per run."""
-    from .train import train
+def describe(prof: dict) -> str:
+    """What every arm of a table ran under ``prof`` (the table's header line)."""
+    t, d = prof.get("train", {}), prof.get("data", {})
+    images = f"{d['train']} synthetic images" if "train" in d else d.get("yaml", "the profile's data")
+    return (f"Run ({prof['name']} profile): every arm at width × {t.get('width', 1.0)} and depth × "
+            f"{t.get('depth', 1.0)} of its model, {t.get('img_size', 640)} px, {t.get('epochs')} epoch(s) of "
+            f"{images}, batch {t.get('batch_size')}, hyp {t.get('hyp', 'p5')}; {len(prof.get('seeds', [0]))} "
+            "paired seeds.")
 
-    out = Path(out)
-    seeds = prof.get("seeds", [0])
-    rows = []
-    parent, experiment = None, f"yolov7lib-{table.replace(' ', '').lower()}"
-    if tracking:
-        from .tracking import MLflowHook, Tracker
 
-        parent = Tracker(experiment, f"{table} ({prof['name']})", tags={"profile": prof["name"], "table": table})
-        parent.log_params({"profile": prof})
-    try:
+class TableRun:
+    """One ablation table under a profile: :meth:`run` trains every arm for every seed (a finished run
+    is reused, so an interrupted stage resumes where it stopped), :meth:`write` writes the table.
+
+    With tracking, one MLflow parent run holds a nested run per arm and seed (the training's own, or
+    one with the final metrics of a reused run) and the table's CSV, markdown and figure::
+
+        with pipeline.TableRun("Table 6", prof, "runs/pipeline/cpu/table6") as table:
+            rows = table.run(arms)
+            table.write(ablation.summarize(rows, pipeline.paper_table(6), labels), "results/06/table6", title)
+    """
+
+    def __init__(self, table: str, prof: dict, out: str | os.PathLike, data: str | None = None,
+                 tracking: bool = True) -> None:
+        self.table, self.prof, self.out = table, prof, Path(out)
+        self.data = data or data_yaml(prof)
+        self.experiment = f"yolov7lib-{table.replace(' ', '').lower()}"
+        self.tracking, self.parent = tracking, None
+
+    def __enter__(self) -> TableRun:
+        if self.tracking:
+            from .tracking import Tracker
+
+            self.parent = Tracker(self.experiment, f"{self.table} ({self.prof['name']})",
+                                  tags={"profile": self.prof["name"], "table": self.table})
+            self.parent.log_params({"profile": self.prof})
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.parent:
+            self.parent.end("FAILED" if kind else "FINISHED")
+
+    def run(self, arms: Sequence[Arm]) -> list[dict[str, Any]]:
+        """One row of final metrics per arm and seed (``label``, ``model``, ``seed``, metrics in [0, 1])."""
+        from .train import train
+
+        rows = []
         for arm in arms:
-            for seed in seeds:
-                cfg = train_config(prof, arm, seed, out / "runs", data)
+            for seed in self.prof.get("seeds", [0]):
+                cfg = train_config(self.prof, arm, seed, self.out / "runs", self.data)
                 metrics = finished_metrics(cfg)
+                tracked = self.parent is not None and self.parent.active
                 if metrics is None:
-                    hooks = [MLflowHook(experiment, cfg.name, nested=True)] if parent and parent.active else []
+                    hooks = []
+                    if tracked:
+                        from .tracking import MLflowHook
+
+                        hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
                     metrics = train(cfg, hooks=hooks)
+                elif tracked:
+                    self._log_reused(cfg, arm, seed, metrics)
                 rows.append({"label": arm.label, "model": arm.model, "seed": seed,
                              **{k.removeprefix("val/"): v for k, v in metrics.items() if k.startswith("val/")}})
-    except BaseException:
-        if parent:
-            parent.end("FAILED")
-        raise
-    if parent:
-        parent.end()
-    return rows
+        return rows
 
+    def _log_reused(self, cfg: TrainConfig, arm: Arm, seed: int, metrics: dict[str, float]) -> None:
+        from .tracking import Tracker
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+        run = Tracker(self.experiment, cfg.name, nested=True, tags={"model": arm.model, "reused": "true"})
+        run.log_params({"label": arm.label, "seed": seed, "train": cfg})
+        run.log_metrics(metrics)
+        run.end()
 
+    def write(self, summary, stem: str | os.PathLike, title: str, metrics: Sequence[str] = ("AP", "AP50", "AP75"),
+              extra: Sequence[str] = ()) -> None:
+        """The table's files (:func:`yolov7lib.ablation.write_table`), headed by what was run; logged
+        to the parent run with the number of rows per verdict."""
+        from .ablation import verdict_counts, write_table
 
-def summarize(rows: list[dict[str, Any]], paper: list[dict[str, str]], labels: dict[str, str],
-              metrics: Sequence[str] = ("AP", "AP50", "AP75"), status: str = "reduced-scale") -> list[dict]:
-    """One row per arm: ours (mean ± std over seeds, in %), the paper's value, the difference, the
-    cell status, and whether the sign of the change from the first arm (the base) matches the paper's.
-
-    ``labels`` maps our arm labels to the paper's row names.
-    """
-    by_label: dict[str, list[dict]] = {}
-    for r in rows:
-        by_label.setdefault(r["label"], []).append(r)
-    paper_rows = {p["model"]: p for p in paper}
-    out, base = [], None
-    for label, runs in by_label.items():
-        p = paper_rows.get(labels.get(label, label), {})
-        row: dict[str, Any] = {"row": label, "paper_row": labels.get(label, label), "seeds": len(runs)}
-        for m in metrics:
-            # pycocotools reports -1 where an area range has no objects (APl on small images)
-            mean, std = _mean_std([100 * r[m] for r in runs if m in r and r[m] >= 0])
-            theirs = p.get(METRIC_COLUMNS[m]) or ""
-            row[m] = mean
-            row[f"{m}_std"] = std
-            row[f"{m}_paper"] = float(theirs) if theirs else math.nan
-            row[f"{m}_delta"] = mean - row[f"{m}_paper"]
-            row[f"{m}_status"] = status
-        if base is None:
-            base = row
-            row["ordering"] = "base"
-        else:
-            agree = [math.copysign(1, row[m] - base[m]) == math.copysign(1, row[f"{m}_paper"] - base[f"{m}_paper"])
-                     for m in metrics if not math.isnan(row[f"{m}_paper"]) and row[f"{m}_paper"] != base[f"{m}_paper"]
-                     and not math.isnan(row[m] - base[m])]
-            row["ordering"] = ("reproduced" if agree and all(agree) else "not reproduced" if agree else "n/a")
-        out.append(row)
-    return out
-
-
-def write_table(summary: list[dict], stem: str | os.PathLike, title: str, metrics: Sequence[str] = ("AP", "AP50",
-                "AP75"), extra: Sequence[str] = ()) -> None:
-    """``stem.csv`` (every column) and ``stem.md`` (ours ± std | paper | Δ per metric)."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for r in summary for k in r))
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in summary)
-    head = ["row", *extra, *(f"{m} ours / paper (Δ)" for m in metrics), "status", "paper's ordering"]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in summary:
-        cells = [r["row"], *(str(r.get(e, "")) for e in extra)]
-        for m in metrics:
-            paper = r[f"{m}_paper"]
-            ours = "–" if math.isnan(r[m]) else f"{r[m]:.1f} ± {r[f'{m}_std']:.1f}"
-            cells.append(f"{ours} / " + ("–" if math.isnan(paper) else f"{paper:.1f}" + (
-                "" if math.isnan(r[m]) else f" ({r[f'{m}_delta']:+.1f})")))
-        cells += [r[f"{metrics[0]}_status"], r.get("ordering", "")]
-        lines.append("| " + " | ".join(cells) + " |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    metrics = {r["row"]: {m: round(r[m], 3) for m in metrics} for r in summary}
-    (stem.parent / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        paths = write_table(summary, stem, title, describe(self.prof), metrics, extra)
+        if self.parent:
+            for path in paths:
+                self.parent.log_artifact(path, "table")
+            self.parent.log_metrics({f"verdicts/{k}": v for k, v in verdict_counts(summary).items()})
 
 
 def load_trained(cfg: TrainConfig):
