@@ -25,7 +25,8 @@ duplicate row               the duplicate is dropped                            
 ==========================  =======================================================  ========
 
 Parsed labels are cached in ``<labels dir>.cache.json`` keyed by a hash of each image's and label
-file's bytes, so an edited file is always re-read.
+file's bytes, so an edited file is always re-read. Paths in the cache are relative to its folder: a
+dataset's files are the same bytes wherever it lies (its DVC hash does not depend on the clone).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .formats import DataConfig, image_files, label_path
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: paths relative to the cache's folder (a dataset's bytes do not depend on where it lies)
 FIXED, SKIPPED = "fixed", "skipped"
 ROUNDING = 1e-4  # label files round coordinates: a box this little outside is clipped silently
 
@@ -285,17 +286,17 @@ def _check_one(image: Path, nc: int) -> tuple[CheckedImage | None, list[Problem]
     return CheckedImage(image, size, classes, boxes, polygons), problems + label_problems
 
 
-def _encode(item: CheckedImage | None, problems: list[Problem]) -> dict:
+def _encode(item: CheckedImage | None, problems: list[Problem], root: Path) -> dict:
     return {
         "image": None if item is None else {"size": list(item.size), "classes": item.classes.tolist(),
                                             "boxes": item.boxes.tolist(),
                                             "segments": [s.tolist() for s in item.segments]},
-        "problems": [[str(p.path), p.kind, p.action, p.detail] for p in problems],
+        "problems": [[os.path.relpath(p.path, root), p.kind, p.action, p.detail] for p in problems],
     }
 
 
-def _decode(path: Path, entry: dict) -> tuple[CheckedImage | None, list[Problem]]:
-    problems = [Problem(Path(p), k, a, d) for p, k, a, d in entry["problems"]]
+def _decode(path: Path, entry: dict, root: Path) -> tuple[CheckedImage | None, list[Problem]]:
+    problems = [Problem(Path(os.path.normpath(root / p)), k, a, d) for p, k, a, d in entry["problems"]]
     im = entry["image"]
     if im is None:
         return None, problems
@@ -318,13 +319,15 @@ def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = Tr
         except (OSError, ValueError, KeyError):
             entries = {}
     images, problems, fresh = [], [], {}
+    root = cache_path.parent if cache_path is not None else Path.cwd()  # cache entries are relative to it
     for image in files:
         key = _digest(image, label_path(image))
-        entry = entries.get(str(image))
+        name = os.path.relpath(image, root)
+        entry = entries.get(name)
         if entry is None or entry.get("key") != key:
-            entry = {"key": key, **_encode(*_check_one(image, nc))}
-        fresh[str(image)] = entry
-        item, found = _decode(image, entry)
+            entry = {"key": key, **_encode(*_check_one(image, nc), root)}
+        fresh[name] = entry
+        item, found = _decode(image, entry, root)
         problems += found
         if item is not None:
             images.append(item)
