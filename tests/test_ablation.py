@@ -100,3 +100,22 @@ def test_describe_names_what_was_run():
     text = pipeline.describe(pipeline.profile("cpu"))
     assert "cpu profile" in text and "width × 0.125" in text and "3 paired seeds" in text
     assert "512 synthetic images" in text
+
+
+def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    prof = {"name": "test", "train": {"img_size": 64, "epochs": 1}, "seeds": [0]}
+    summary = ablation.summarize(runs(better=[0.02, 0.03, 0.04]), PAPER, {})
+    with pipeline.TableRun("Table X", prof, tmp_path / "runs", data="data.yaml") as table:
+        arm = pipeline.Arm("better", "yolov7-tiny")
+        table._log_reused(pipeline.train_config(prof, arm, 0, tmp_path, "data.yaml"), arm, 0, {"val/AP": 0.33})
+        table.write(summary, tmp_path / "out" / "tableX", "Table X")
+        parent = table.parent.run_id
+    client = mlflow.MlflowClient()
+    assert {a.path for a in client.list_artifacts(parent, "table")} == {
+        "table/tableX.csv", "table/tableX.md", "table/tableX.png", "table/metrics.json"}
+    assert client.get_run(parent).data.metrics["verdicts_paper_direction_significant"] == 1
+    nested = client.search_runs([client.get_run(parent).info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.data.metrics["val_AP"] for r in nested] == [0.33]

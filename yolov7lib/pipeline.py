@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -96,6 +97,11 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
     stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
     done = ckpt.get("epoch") == cfg.epochs - 1 and stored == {**cfg.__dict__}
     return ckpt.get("metrics") if done else None
+
+
+def _metric_name(verdict: str) -> str:
+    """A verdict as an MLflow metric name ("paper's direction, significant" -> paper_direction_significant)."""
+    return re.sub(r"[^0-9a-z]+", "_", verdict.replace("'s", "")).strip("_")
 
 
 def describe(prof: dict) -> str:
@@ -181,7 +187,7 @@ class TableRun:
         if self.parent:
             for path in paths:
                 self.parent.log_artifact(path, "table")
-            self.parent.log_metrics({f"verdicts/{k}": v for k, v in verdict_counts(summary).items()})
+            self.parent.log_metrics({f"verdicts/{_metric_name(k)}": n for k, n in verdict_counts(summary).items()})
 
 
 def load_trained(cfg: TrainConfig):
