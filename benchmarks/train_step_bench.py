@@ -129,26 +129,23 @@ def compare(model_name: str = "yolov7", img: int = 320, batch_size: int = 8, ste
     images, targets, nc = batch(data, img, batch_size)
     images, targets = images.to(dev), targets.to(dev)
     ours, ours_fn = ours_step(model_name, images, targets, nc, dtype, channels_last=channels_last)
-    if not peer:
-        t_our, l_our = step_times({"ours": ours_fn}, steps)["ours"]
-        return {"model": model_name, "img": img, "batch": batch_size, "device": device, "amp": amp,
-                "targets": len(targets), "official_loss": "", "ours_loss": round(l_our, 5), "official_s": "",
-                "ours_s": round(t_our, 4), "official_img_per_s": "", "ours_img_per_s": round(batch_size / t_our, 1),
-                "ours/official": "", "channels_last": channels_last, "threads": torch.get_num_threads()}
-    theirs = official_model(model_name, nc).to(dev).train()
-    theirs.load_state_dict(ours.state_dict())
-    hyp = P5.loss().scaled(nc, img, 3)
-    official = official_loss(theirs, {k: getattr(hyp, k) for k in ("box", "cls", "obj", "cls_pw", "obj_pw",
-                                                                    "anchor_t", "label_smoothing")}
-                             | {"fl_gamma": 0.0})
-    official_fn = training_step(theirs, lambda p, t: official(p, t, images)[0], images, targets, P5, dtype, True)
-    result = step_times({"official": official_fn, "ours": ours_fn}, steps)
-    (t_off, l_off), (t_our, l_our) = result["official"], result["ours"]
+    steps_by_name = {"ours": ours_fn}
+    if peer:
+        theirs = official_model(model_name, nc).to(dev).train()
+        theirs.load_state_dict(ours.state_dict())
+        hyp = P5.loss().scaled(nc, img, 3)
+        official = official_loss(theirs, {k: getattr(hyp, k) for k in ("box", "cls", "obj", "cls_pw", "obj_pw",
+                                                                        "anchor_t", "label_smoothing")}
+                                 | {"fl_gamma": 0.0})
+        steps_by_name = {"official": training_step(theirs, lambda p, t: official(p, t, images)[0], images, targets,
+                                                   P5, dtype, True), **steps_by_name}
+    result = step_times(steps_by_name, steps)
+    (t_our, l_our), (t_off, l_off) = result["ours"], result.get("official", (None, None))
     return {"model": model_name, "img": img, "batch": batch_size, "device": device, "amp": amp,
-            "targets": len(targets), "official_loss": round(l_off, 5), "ours_loss": round(l_our, 5),
-            "official_s": round(t_off, 4), "ours_s": round(t_our, 4),
-            "official_img_per_s": round(batch_size / t_off, 1), "ours_img_per_s": round(batch_size / t_our, 1),
-            "ours/official": round(t_our / t_off, 3),
+            "targets": len(targets), "official_loss": round(l_off, 5) if peer else "", "ours_loss": round(l_our, 5),
+            "official_s": round(t_off, 4) if peer else "", "ours_s": round(t_our, 4),
+            "official_img_per_s": round(batch_size / t_off, 1) if peer else "",
+            "ours_img_per_s": round(batch_size / t_our, 1), "ours/official": round(t_our / t_off, 3) if peer else "",
             "channels_last": channels_last, "threads": torch.get_num_threads()}
 
 
