@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -114,3 +115,24 @@ def test_the_data_stage_output_does_not_depend_on_where_the_repository_lies(tmp_
         assert pipeline.main(["data", "--profile", "smoke", "--out", str(out)]) == 0
     assert (outs[0] / "labels" / "train.cache.json").exists()
     assert _tree_digest(outs[0]) == _tree_digest(outs[1])
+
+
+def test_table10_takes_fp16_cells_measured_on_the_same_weights(tiny_data, tmp_path):
+    """On the CPU, Table 10's FP16 cells come from make gpu-check's CSV when its weights are these."""
+    from yolov7lib import build_model
+    from yolov7lib.checkpoint import fingerprint
+    from yolov7lib.data.check import load_split
+    from yolov7lib.data.dataset import DetectionDataset
+    from yolov7lib.data.formats import DataConfig
+
+    data = DataConfig.load(tiny_data)
+    val = DetectionDataset(load_split(data.val, data.nc, warn=False).images, 64, rect=True, batch_size=4, stride=32)
+    model = build_model("yolov7-tiny", "training", nc=data.nc, width=0.25)
+    gpu_csv = tmp_path / "table10.csv"
+    gpu_csv.write_text("precision,iou,AP,status,weights\n"
+                       f"FP16,0.65,12.5,\"reduced-scale, NVIDIA H200\",{fingerprint(model)}\n"
+                       "FP16,0.7,99.0,\"reduced-scale, NVIDIA H200\",0000000000000000\n")
+    rows = {(r["precision"], r["iou"]): r for r in pipeline.table10_rows(model, val, data.names, gpu_csv)}
+    assert rows[("FP16", 0.65)]["AP"] == 12.5 and rows[("FP16", 0.65)]["status"] == "reduced-scale, NVIDIA H200"
+    assert math.isnan(rows[("FP16", 0.70)]["AP"]) and rows[("FP16", 0.70)]["status"] == "needs GPU"  # other weights
+    assert rows[("FP32", 0.65)]["status"] == "reduced-scale, CPU" and not math.isnan(rows[("FP32", 0.65)]["AP"])

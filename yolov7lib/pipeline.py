@@ -221,7 +221,7 @@ def table10_rows(model, dataset, names: Sequence[str], gpu_csv: str | os.PathLik
         precision = "FP16" if half else "FP32"
         if half and device.type != "cuda":
             gpu = measured.get((precision, iou))
-            ap, status = (float(gpu["AP"]), f"reduced-scale, {gpu['device']}") if gpu else (math.nan, "needs GPU")
+            ap, status = (float(gpu["AP"]), gpu["status"]) if gpu else (math.nan, "needs GPU")
         else:
             ap = 100 * evaluate(model, dataset, names, iou_thres=iou, half=half, progress=False).metrics["AP"]
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
