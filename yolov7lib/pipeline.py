@@ -2,10 +2,13 @@
 
 * :func:`profile` reads ``params.yaml``: ``profile`` names one of ``profiles`` (``smoke``, ``cpu``,
   ``gpu``, ``paper``), whose ``data`` / ``train`` / ``seeds`` settings every notebook uses.
-* :class:`TableRun` trains every arm of an ablation table under identical settings for each paired
-  seed (one MLflow parent run per table, a nested run per arm and seed); a finished run is reused, so
-  an interrupted stage resumes where it stopped. It writes the table that
+* :data:`ABLATIONS` holds the arms of Tables 3-8. :class:`TableRun` trains every arm of a table under
+  identical settings for each paired seed, as independent jobs in a local pool of processes (the
+  profile's ``jobs``; one MLflow parent run per table, a nested run per arm and seed); a finished run
+  is reused, so an interrupted stage resumes where it stopped. It writes the table that
   :func:`yolov7lib.ablation.summarize` builds from the runs' own outputs, headed by what was run.
+* ``python -m yolov7lib.pipeline jobs 6`` prints one command per arm and seed of Table 6, for a
+  scheduler (a Slurm array, one ``torchrun`` per job); the table stage then only collects them.
 
 The paper's tables ship with the package (``yolov7lib/paper/tableN.csv``; values in %).
 """
@@ -16,7 +19,10 @@ import csv
 import math
 import os
 import re
+import shlex
+import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -72,6 +78,30 @@ class Arm:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
+def _aux(label: str, **changes: str) -> Arm:
+    return Arm(label, "yolov7-e6", changes)
+
+
+# The arms of Tables 3-8: the paper's rows (Table 5: two families, each with its own base row).
+ABLATIONS: dict[int, tuple[Arm, ...]] = {
+    3: (Arm("base", "yolov7x-light"), Arm("width", "yolov7x-light-w1.25"), Arm("depth", "yolov7x-light-d2.0"),
+        Arm("compound", "yolov7x")),
+    4: (Arm("base", "yolov7-elan3"), *(Arm(f"({p})", f"yolov7-elan3-{p}") for p in "abcde")),
+    5: (Arm("W6 base", "yolor-w6"), Arm("W6 RepCSP", "yolor-w6-repcsp"), Arm("W6 RCSP", "yolor-w6-rcsp"),
+        Arm("W6 RepRCSP", "yolor-w6-reprcsp"), Arm("CSP base", "yolor-csp"), Arm("CSP RepRCSP", "yolor-csp-reprcsp")),
+    6: (_aux("base", aux_strategy="none"), _aux("independent", aux_strategy="independent"),
+        _aux("lead guided", aux_strategy="lead_guided"), _aux("coarse-to-fine", aux_strategy="coarse_to_fine")),
+    7: (_aux("base", aux_strategy="none"), _aux("aux without constraint", aux_decoder="free"),
+        _aux("aux with constraint", aux_decoder="constrained")),
+    8: (Arm("base", "yolov7-e6e-noaux"), Arm("aux", "yolov7-e6e-aux"), Arm("partial aux", "yolov7-e6e")),
+}
+
+
+def table_dir(prof: dict, table: int) -> Path:
+    """Where a table's runs live under a profile (``runs/pipeline/<profile>/table<N>``)."""
+    return Path("runs") / "pipeline" / prof["name"] / f"table{table}"
+
+
 def train_config(prof: dict, arm: Arm, seed: int, project: Path, data: str) -> TrainConfig:
     """The profile's training settings for ``arm`` and ``seed`` (``train`` keys are TrainConfig fields)."""
     known = {f.name for f in fields(TrainConfig)}
@@ -107,11 +137,13 @@ def _metric_name(verdict: str) -> str:
 def describe(prof: dict) -> str:
     """What every arm of a table ran under ``prof`` (the table's header line)."""
     t, d = prof.get("train", {}), prof.get("data", {})
-    images = f"{d['train']} synthetic images" if "train" in d else d.get("yaml", "the profile's data")
+    images = (f"{d['train']} synthetic images ({d.get('classes', 8)} classes, {d['size']} px)" if "train" in d
+              else d.get("yaml", "the profile's data"))
+    hyp = t.get("hyp", "p5") + "".join(f", {k} {v}" for k, v in (t.get("overrides") or {}).items())
     return (f"Run ({prof['name']} profile): every arm at width × {t.get('width', 1.0)} and depth × "
             f"{t.get('depth', 1.0)} of its model, {t.get('img_size', 640)} px, {t.get('epochs')} epoch(s) of "
-            f"{images}, batch {t.get('batch_size')}, hyp {t.get('hyp', 'p5')}; {len(prof.get('seeds', [0]))} "
-            "paired seeds.")
+            f"{images}, batch {t.get('batch_size')}, {'Adam' if t.get('adam') else 'SGD'}, hyp {hyp}; "
+            f"{len(prof.get('seeds', [0]))} paired seeds.")
 
 
 class TableRun:
@@ -127,11 +159,12 @@ class TableRun:
     """
 
     def __init__(self, table: str, prof: dict, out: str | os.PathLike, data: str | None = None,
-                 tracking: bool = True) -> None:
+                 tracking: bool = True, jobs: int | None = None) -> None:
         self.table, self.prof, self.out = table, prof, Path(out)
         self.data = data or data_yaml(prof)
         self.experiment = f"yolov7lib-{table.replace(' ', '').lower()}"
         self.tracking, self.parent = tracking, None
+        self.jobs = jobs if jobs is not None else prof.get("jobs", 1)
 
     def __enter__(self) -> TableRun:
         if self.tracking:
@@ -146,33 +179,59 @@ class TableRun:
         if self.parent:
             self.parent.end("FAILED" if kind else "FINISHED")
 
+    def configs(self, arms: Sequence[Arm]) -> list[tuple[Arm, int, TrainConfig]]:
+        """Every job of the table: (arm, seed, its training settings)."""
+        return [(arm, seed, train_config(self.prof, arm, seed, self.out / "runs", self.data))
+                for arm in arms for seed in self.prof.get("seeds", [0])]
+
     def run(self, arms: Sequence[Arm]) -> list[dict[str, Any]]:
-        """One row of final metrics per arm and seed (``label``, ``model``, ``seed``, metrics in [0, 1])."""
-        from .train import train
+        """One row of final metrics per arm and seed (``label``, ``model``, ``seed``, metrics in [0, 1]).
 
+        Finished runs are reused; the others train in a pool of ``jobs`` processes of ``cores / jobs``
+        threads each (``jobs`` 0: one per core), or here, one after the other, with ``jobs`` 1."""
+        jobs = self.configs(arms)
+        done = {cfg.name: finished_metrics(cfg) for _, _, cfg in jobs}
+        todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
+        tracked = self.parent is not None and self.parent.active
+        workers = min(len(todo), self.jobs or os.cpu_count() or 1)
+        if todo:
+            print(f"{self.table}: {len(jobs) - len(todo)} of {len(jobs)} runs finished before; training "
+                  f"{len(todo)} in {max(workers, 1)} process(es)", flush=True)
+        if workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=_spawn()) as pool:
+                futures = {pool.submit(train_job, cfg, threads): cfg for _, _, cfg in todo}
+                for k, future in enumerate(as_completed(futures), 1):
+                    cfg = futures[future]
+                    done[cfg.name] = future.result()
+                    _report(k, len(todo), cfg, done[cfg.name])
+            hooked = set()
+        else:  # here, each run logging its epochs to its own nested run
+            for k, (_, _, cfg) in enumerate(todo, 1):
+                hooks = []
+                if tracked:
+                    from .tracking import MLflowHook
+
+                    hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
+                done[cfg.name] = train_job(cfg, hooks=hooks)
+                _report(k, len(todo), cfg, done[cfg.name])
+            hooked = {cfg.name for _, _, cfg in todo}
+        trained = {cfg.name for _, _, cfg in todo}
         rows = []
-        for arm in arms:
-            for seed in self.prof.get("seeds", [0]):
-                cfg = train_config(self.prof, arm, seed, self.out / "runs", self.data)
-                metrics = finished_metrics(cfg)
-                tracked = self.parent is not None and self.parent.active
-                if metrics is None:
-                    hooks = []
-                    if tracked:
-                        from .tracking import MLflowHook
-
-                        hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
-                    metrics = train(cfg, hooks=hooks)
-                elif tracked:
-                    self._log_reused(cfg, arm, seed, metrics)
-                rows.append({"label": arm.label, "model": arm.model, "seed": seed,
-                             **{k.removeprefix("val/"): v for k, v in metrics.items() if k.startswith("val/")}})
+        for arm, seed, cfg in jobs:
+            metrics = done[cfg.name]
+            if tracked and cfg.name not in hooked:
+                self._log_final(cfg, arm, seed, metrics, reused=cfg.name not in trained)
+            rows.append({"label": arm.label, "model": arm.model, "seed": seed,
+                         **{k.removeprefix("val/"): v for k, v in metrics.items() if k.startswith("val/")}})
         return rows
 
-    def _log_reused(self, cfg: TrainConfig, arm: Arm, seed: int, metrics: dict[str, float]) -> None:
+    def _log_final(self, cfg: TrainConfig, arm: Arm, seed: int, metrics: dict[str, float], reused: bool) -> None:
+        """A nested run with the final metrics of a run trained earlier or in another process."""
         from .tracking import Tracker
 
-        run = Tracker(self.experiment, cfg.name, nested=True, tags={"model": arm.model, "reused": "true"})
+        run = Tracker(self.experiment, cfg.name, nested=True,
+                      tags={"model": arm.model, "reused": str(reused).lower()})
         run.log_params({"label": arm.label, "seed": seed, "train": cfg})
         run.log_metrics(metrics)
         run.end()
@@ -188,6 +247,38 @@ class TableRun:
             for path in paths:
                 self.parent.log_artifact(path, "table")
             self.parent.log_metrics({f"verdicts/{_metric_name(k)}": n for k, n in verdict_counts(summary).items()})
+
+
+def train_job(cfg: TrainConfig, threads: int | None = None, hooks: Sequence = ()) -> dict[str, float]:
+    """Train one arm and seed (in a pool process: on ``threads`` threads); its final metrics."""
+    from .train import train
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return train(cfg, hooks=list(hooks))
+
+
+def _spawn():
+    """Fresh interpreters for the pool: a forked PyTorch process can deadlock in its thread pools."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+def _report(k: int, n: int, cfg: TrainConfig, metrics: dict[str, float]) -> None:
+    print(f"[{k}/{n}] {cfg.name}: AP50 {100 * metrics.get('val/AP50', math.nan):.1f} %, "
+          f"AP {100 * metrics.get('val/AP', math.nan):.1f} %", flush=True)
+
+
+def job_commands(prof: dict, table: int, python: str = "python") -> list[str]:
+    """One shell command per arm and seed of ``table`` under ``prof``: hand them to a scheduler (a Slurm
+    array; on the ``paper`` profile, one ``torchrun`` per job), then run the table's notebook, which
+    collects the finished runs."""
+    return [shlex.join([python, "-m", "yolov7lib.pipeline", "train", str(table), "--arm", arm.label, "--seed",
+                        str(seed), "--profile", prof["name"]])
+            for arm in ABLATIONS[table] for seed in prof.get("seeds", [0])]
 
 
 def load_trained(cfg: TrainConfig):
@@ -249,30 +340,65 @@ def write_table10(rows: list[dict], paper: list[dict[str, str]], stem: str | os.
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m yolov7lib.pipeline data``: generate the profile's dataset (the ``data`` stage)."""
-    import argparse
-
-    from .data.synthetic import generate
-
-    parser = argparse.ArgumentParser(prog="python -m yolov7lib.pipeline")
-    parser.add_argument("command", choices=("data",))
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--out", default="data/synthetic")
-    args = parser.parse_args(argv)
-    prof = profile(args.profile)
-    data = prof.get("data", {})
-    if "yaml" in data:  # a dataset the user brings (COCO): nothing to generate
-        print(f"profile {prof['name']}: using {data['yaml']}")
-        return 0
-    data_yaml = generate(args.out, train=data["train"], val=data["val"], size=data["size"], seed=data.get("seed", 0))
-    # write the label caches now, so that later readers find them and the stage's output stays unchanged
+def generate_data(prof: dict, out: str | os.PathLike = "data/synthetic") -> Path | None:
+    """The ``data`` stage: the profile's synthetic dataset and its label caches (None: the profile
+    brings its own data, e.g. COCO)."""
     from .data.check import load_split
     from .data.formats import DataConfig
+    from .data.synthetic import Scene, generate
 
-    config = DataConfig.load(data_yaml)
+    data = prof.get("data", {})
+    if "yaml" in data:
+        return None
+    scene = Scene(**{k: data[k] for k in ("classes", "max_objects", "min_side") if k in data})
+    path = generate(out, train=data["train"], val=data["val"], size=data["size"], seed=data.get("seed", 0),
+                    scene=scene)
+    # write the label caches now, so that later readers find them and the stage's output stays unchanged
+    config = DataConfig.load(path)
     for split in (config.train, config.val):
         load_split(split, config.nc, warn=False)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m yolov7lib.pipeline {data,jobs,train}``: the ``data`` stage, and the ablation runs as
+    independent jobs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m yolov7lib.pipeline", description=main.__doc__)
+    parser.add_argument("--profile", default=None, help="a profile of params.yaml (default: its `profile`)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="generate the profile's synthetic dataset (the `data` stage)")
+    data.add_argument("--out", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    data.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
+    for name, text in (("jobs", "print one command per arm and seed of a table, for a scheduler"),
+                       ("train", "train a table's runs that are not finished (all, or one arm and seed)")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("table", type=int, choices=sorted(ABLATIONS), help="the paper's table number")
+        sub.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
+    train = commands.choices["train"]
+    train.add_argument("--arm", help="one row label (default: every arm)")
+    train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
+    train.add_argument("--jobs", type=int, default=None,
+                       help="processes side by side (default: the profile's `jobs`; 0 = one per core)")
+    args = parser.parse_args(argv)
+    prof = profile(args.profile)
+    if args.command == "data":
+        path = generate_data(prof, args.out)
+        print(f"profile {prof['name']}: " + (f"wrote {path}" if path else f"using {data_yaml(prof)}"))
+    elif args.command == "jobs":
+        print("\n".join(job_commands(prof, args.table)))
+    else:
+        arms = [a for a in ABLATIONS[args.table] if args.arm in (None, a.label)]
+        if not arms:
+            parser.error(f"table {args.table} has no arm {args.arm!r}; its arms: "
+                         + ", ".join(repr(a.label) for a in ABLATIONS[args.table]))
+        if args.seed is not None:
+            prof = {**prof, "seeds": [args.seed]}
+        started = time.perf_counter()
+        rows = TableRun(f"Table {args.table}", prof, table_dir(prof, args.table), tracking=False,
+                        jobs=args.jobs).run(arms)
+        print(f"{len(rows)} run(s) of table {args.table} finished in {time.perf_counter() - started:.0f} s")
     return 0
 
 

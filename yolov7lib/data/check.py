@@ -331,9 +331,9 @@ def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = Tr
         problems += found
         if item is not None:
             images.append(item)
-    if cache_path is not None:
+    if cache_path is not None and fresh != entries:  # unchanged: nothing to write (runs side by side read it)
         try:
-            tmp = cache_path.with_suffix(".tmp")
+            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")  # processes writing at once do not collide
             tmp.write_text(json.dumps({"version": CACHE_VERSION, "nc": nc, "entries": fresh}))
             os.replace(tmp, cache_path)
         except OSError as err:  # read-only dataset: no cache

@@ -124,23 +124,42 @@ def _class_colour(rng: np.random.Generator, cls: int) -> tuple[int, int, int]:
 MIN_SIDE = 10.0
 
 
-def _object_size(rng: np.random.Generator, size: int) -> float:
+@dataclass(frozen=True)
+class Scene:
+    """What an image holds: objects of the first ``classes`` classes of :data:`CLASSES`, 1 to
+    ``max_objects`` of them drawn before occlusion, long sides from ``min_side`` px. The defaults are
+    the COCO-like dataset; fewer classes and larger objects make an easier task for short schedules
+    on small images."""
+
+    classes: int = len(CLASSES)
+    max_objects: int = MAX_OBJECTS
+    min_side: float = MIN_SIDE
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.classes <= len(CLASSES):
+            raise ValueError(f"classes must be 1 to {len(CLASSES)}, got {self.classes}")
+        if self.max_objects < 1 or self.min_side < 4:
+            raise ValueError(f"max_objects must be >= 1 and min_side >= 4 px, got {self.max_objects}, {self.min_side}")
+
+
+def _object_size(rng: np.random.Generator, size: int, min_side: float = MIN_SIDE) -> float:
     """Longest side in pixels, log-uniform from 10 px to 0.7·size: small / medium / large (COCO's box
     area ranges, in pixels of the image) come out at about 42 / 36 / 22 % at 320 px, COCO's 41 / 34 /
     24 %, and 34 / 31 / 36 % at 640. No object is under 10 px, which would be hardly recognisable."""
     high = 0.7 * size
-    return float(np.exp(rng.uniform(math.log(min(MIN_SIDE, high / 2)), math.log(high))))
+    return float(np.exp(rng.uniform(math.log(min(min_side, high / 2)), math.log(high))))
 
 
-def render(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, list[Annotation]]:
+def render(seed: int, split: str, index: int, size: int,
+           scene: Scene = Scene()) -> tuple[Image.Image, list[Annotation]]:
     """Image ``index`` of ``split``: the picture and its visible objects."""
     rng = _rng(seed, split, index)
     img = _background(rng, size)
-    n = 0 if rng.random() < EMPTY_FRACTION else int(rng.integers(1, MAX_OBJECTS + 1))
+    n = 0 if rng.random() < EMPTY_FRACTION else int(rng.integers(1, scene.max_objects + 1))
     objects, masks = [], []
     for _ in range(n):
-        cls = int(rng.integers(len(CLASSES)))
-        long_side = _object_size(rng, size)
+        cls = int(rng.integers(scene.classes))
+        long_side = _object_size(rng, size, scene.min_side)
         aspect = rng.uniform(0.6, 1.0)
         w, h = (long_side, long_side * aspect) if rng.random() < 0.5 else (long_side * aspect, long_side)
         angle = rng.uniform(-math.pi / 8, math.pi / 8)
@@ -174,9 +193,9 @@ def render(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, l
     return img, annotations
 
 
-def _write_one(args: tuple[Path, int, str, int, int]) -> list[dict]:
-    out, seed, split, index, size = args
-    img, anns = render(seed, split, index, size)
+def _write_one(args: tuple[Path, int, str, int, int, Scene]) -> list[dict]:
+    out, seed, split, index, size, scene = args
+    img, anns = render(seed, split, index, size, scene)
     name = f"{index:06d}"
     img.save(out / "images" / split / f"{name}.jpg", quality=90)
     lines = []
@@ -193,11 +212,12 @@ def _write_one(args: tuple[Path, int, str, int, int]) -> list[dict]:
     return records
 
 
-def write_split(out: Path, split: str, count: int, size: int, seed: int, workers: int) -> int:
+def write_split(out: Path, split: str, count: int, size: int, seed: int, workers: int,
+                scene: Scene = Scene()) -> int:
     """Write one split; return the number of objects."""
     for sub in ("images", "labels"):
         (out / sub / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, split, i, size) for i in range(count)]
+    jobs = [(out, seed, split, i, size, scene) for i in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results: Iterator[list[dict]] = pool.map(_write_one, jobs, chunksize=16)
@@ -213,7 +233,8 @@ def write_split(out: Path, split: str, count: int, size: int, seed: int, workers
         "info": {"description": f"yolov7lib synthetic shapes, seed {seed}", "version": "1"},
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)],
+        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"}
+                       for i, n in enumerate(CLASSES[:scene.classes])],
     }
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
@@ -221,16 +242,16 @@ def write_split(out: Path, split: str, count: int, size: int, seed: int, workers
 
 
 def generate(out: str | os.PathLike, train: int = 512, val: int = 128, size: int = 320, seed: int = 0,
-             workers: int | None = None) -> Path:
+             workers: int | None = None, scene: Scene = Scene()) -> Path:
     """Write the dataset to ``out`` and return the path of its ``data.yaml``."""
     out = Path(out)
     workers = workers or min(2, os.cpu_count() or 1)
     for split, count in (("train", train), ("val", val)):
-        write_split(out, split, count, size, seed, workers)
-    names = "\n".join(f"  - {n}" for n in CLASSES)
+        write_split(out, split, count, size, seed, workers, scene)
+    names = "\n".join(f"  - {n}" for n in CLASSES[:scene.classes])
     data_yaml = out / "data.yaml"
     data_yaml.write_text(f"# yolov7lib synthetic shapes (seed {seed}, {size}px)\npath: .\ntrain: images/train\n"
-                         f"val: images/val\nnc: {len(CLASSES)}\nnames:\n{names}\n")
+                         f"val: images/val\nnc: {scene.classes}\nnames:\n{names}\n")
     return data_yaml
 
 
