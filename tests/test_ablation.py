@@ -99,7 +99,7 @@ def test_two_arms_under_one_seed_see_the_same_batches(tiny_data, tmp_path):
 def test_describe_names_what_was_run():
     text = pipeline.describe(pipeline.profile("cpu"))
     assert "cpu profile" in text and "width × 0.125" in text and "3 paired seeds" in text
-    assert "512 synthetic images" in text
+    assert "3072 synthetic images (3 classes, 128 px)" in text and "Adam" in text and "lr0 0.002" in text
 
 
 def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypatch):
@@ -109,7 +109,8 @@ def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypa
     summary = ablation.summarize(runs(better=[0.02, 0.03, 0.04]), PAPER, {})
     with pipeline.TableRun("Table X", prof, tmp_path / "runs", data="data.yaml") as table:
         arm = pipeline.Arm("better", "yolov7-tiny")
-        table._log_reused(pipeline.train_config(prof, arm, 0, tmp_path, "data.yaml"), arm, 0, {"val/AP": 0.33})
+        cfg = pipeline.train_config(prof, arm, 0, tmp_path, "data.yaml")
+        table._log_final(cfg, arm, 0, {"val/AP": 0.33}, reused=True)
         table.write(summary, tmp_path / "out" / "tableX", "Table X")
         parent = table.parent.run_id
     client = mlflow.MlflowClient()

@@ -136,3 +136,37 @@ def test_table10_takes_fp16_cells_measured_on_the_same_weights(tiny_data, tmp_pa
     assert rows[("FP16", 0.65)]["AP"] == 12.5 and rows[("FP16", 0.65)]["status"] == "reduced-scale, NVIDIA H200"
     assert math.isnan(rows[("FP16", 0.70)]["AP"]) and rows[("FP16", 0.70)]["status"] == "needs GPU"  # other weights
     assert rows[("FP32", 0.65)]["status"] == "reduced-scale, CPU" and not math.isnan(rows[("FP32", 0.65)]["AP"])
+
+
+def test_arms_in_a_pool_of_processes_train_as_in_one_process(tiny_data, tmp_path):
+    """Arms and seeds are independent jobs: two arms trained side by side in two processes end with the
+    metrics and weights of the same arms trained one after the other here (one thread each)."""
+    import torch
+
+    prof = {"name": "test", "seeds": [0], "train": {"img_size": 64, "batch_size": 4, "epochs": 1, "workers": 0,
+                                                    "hyp": "tiny", "warmup_min_iters": 2, "width": 0.25}}
+    arms = [pipeline.Arm("a", "yolov7-tiny"), pipeline.Arm("b", "yolov7-tiny", {"width": 0.125})]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = pipeline.TableRun("Table X", prof, tmp_path / "one", str(tiny_data), tracking=False, jobs=1).run(arms)
+    finally:
+        torch.set_num_threads(threads)
+    pool = pipeline.TableRun("Table X", prof, tmp_path / "two", str(tiny_data), tracking=False, jobs=2)
+    assert pool.run(arms) == here
+    for _, _, cfg in pool.configs(arms):
+        one = checkpoint.load_checkpoint(tmp_path / "one" / "runs" / cfg.name / "weights" / "last.pt")
+        two = checkpoint.load_checkpoint(cfg.save_dir / "weights" / "last.pt")
+        assert all(torch.equal(one["model_state"][k], v) for k, v in two["model_state"].items())
+
+
+def test_one_command_per_arm_and_seed_for_a_scheduler(capsys):
+    prof = pipeline.profile("cpu", ROOT / "params.yaml")
+    commands = pipeline.job_commands(prof, 6)
+    assert len(commands) == 4 * 3 and len(set(commands)) == 12
+    assert commands[6] == "python -m yolov7lib.pipeline train 6 --arm 'lead guided' --seed 0 --profile cpu"
+    assert pipeline.main(["jobs", "8", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.splitlines() == pipeline.job_commands(pipeline.profile("smoke"), 8)
+    with pytest.raises(SystemExit):
+        pipeline.main(["train", "6", "--arm", "nope", "--profile", "smoke"])
+    assert "table 6 has no arm 'nope'; its arms: 'base', 'independent'" in capsys.readouterr().err

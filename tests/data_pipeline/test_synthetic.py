@@ -112,3 +112,25 @@ def test_every_object_in_sight_is_labelled_and_blobs_never_look_like_one(monkeyp
         s_blob = colorsys.rgb_to_hsv(*(c / 255 for c in synthetic._distractor_colour(rng)))[1]
         s_object = colorsys.rgb_to_hsv(*(c / 255 for c in synthetic._class_colour(rng, 3)))[1]
         assert s_blob < 0.32 < 0.53 < s_object
+
+
+def test_an_easier_scene_for_small_images(tmp_path):
+    """The cpu profile's setting: fewer classes, fewer and larger objects; the data YAML and the COCO
+    categories name only those classes."""
+    from yolov7lib.data.synthetic import Scene
+
+    scene = Scene(classes=3, max_objects=4, min_side=20)
+    counts, sides = [], []
+    for i in range(60):
+        _, anns = render(5, "train", i, 128, scene)
+        counts.append(len(anns))
+        assert {a.cls for a in anns} <= {0, 1, 2}
+        sides += [max(a.box[2] - a.box[0], a.box[3] - a.box[1]) for a in anns]
+    assert max(counts) <= 4 and min(sides) > 12  # long sides from 20 px, rotated and clipped a little
+    generate(tmp_path, train=4, val=2, size=128, seed=5, workers=1, scene=scene)
+    assert DataConfig.load(tmp_path / "data.yaml").names == list(CLASSES[:3])
+    coco = json.loads((tmp_path / "annotations" / "instances_val.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == list(CLASSES[:3])
+    with pytest.raises(ValueError, match="classes must be 1 to 8"):
+        Scene(classes=9)
+
