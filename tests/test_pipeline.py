@@ -167,6 +167,8 @@ def test_one_command_per_arm_and_seed_for_a_scheduler(capsys):
     assert commands[6] == "python -m yolov7lib.pipeline train 6 --arm 'lead guided' --seed 0 --profile cpu"
     assert pipeline.main(["jobs", "8", "--profile", "smoke"]) == 0
     assert capsys.readouterr().out.splitlines() == pipeline.job_commands(pipeline.profile("smoke"), 8)
+    paper = pipeline.job_commands(pipeline.profile("paper", ROOT / "params.yaml"), 3)
+    assert paper[0] == "torchrun --nproc_per_node 8 -m yolov7lib.pipeline train 3 --arm base --seed 0 --profile paper"
     with pytest.raises(SystemExit):
         pipeline.main(["train", "6", "--arm", "nope", "--profile", "smoke"])
     assert "table 6 has no arm 'nope'; its arms: 'base', 'independent'" in capsys.readouterr().err

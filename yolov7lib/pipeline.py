@@ -272,12 +272,13 @@ def _report(k: int, n: int, cfg: TrainConfig, metrics: dict[str, float]) -> None
           f"AP {100 * metrics.get('val/AP', math.nan):.1f} %", flush=True)
 
 
-def job_commands(prof: dict, table: int, python: str = "python") -> list[str]:
-    """One shell command per arm and seed of ``table`` under ``prof``: hand them to a scheduler (a Slurm
-    array; on the ``paper`` profile, one ``torchrun`` per job), then run the table's notebook, which
-    collects the finished runs."""
-    return [shlex.join([python, "-m", "yolov7lib.pipeline", "train", str(table), "--arm", arm.label, "--seed",
-                        str(seed), "--profile", prof["name"]])
+def job_commands(prof: dict, table: int) -> list[str]:
+    """One shell command per arm and seed of ``table`` under ``prof``, started by the profile's
+    ``launcher`` (default ``python``; the ``paper`` profile: one ``torchrun`` per job). Hand them to a
+    scheduler (a Slurm array), then run the table's notebook, which collects the finished runs."""
+    launcher = shlex.split(prof.get("launcher", "python"))
+    return [shlex.join([*launcher, "-m", "yolov7lib.pipeline", "train", str(table), "--arm", arm.label,
+                        "--seed", str(seed), "--profile", prof["name"]])
             for arm in ABLATIONS[table] for seed in prof.get("seeds", [0])]
 
 
