@@ -7,7 +7,7 @@ import torch
 
 from yolov7lib import VARIANTS, build_model, reparameterize
 from yolov7lib.checkpoint import load_model, save_checkpoint
-from yolov7lib.scaling import blocks, channels, compound, multiply
+from yolov7lib.models.scaling import blocks, channels, compound, multiply
 
 
 def test_rounding():

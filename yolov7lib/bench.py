@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .evaluate import non_max_suppression
-from .models.zoo import VARIANTS, build_model
+from .models import VARIANTS, build_model
 from .reparam import reparameterize
 
 PATHS = ("eager", "channels_last", "compile", "cuda_graph", "channels_last+compile", "channels_last+cuda_graph",

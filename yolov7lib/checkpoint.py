@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .models import FORMS, VARIANTS, Form, ModelConfig, build_model
 from .models.graph import YOLOv7
-from .models.zoo import FORMS, VARIANTS, Form, ModelConfig, build_model
 from .reparam import fuse, to_deploy
 
 FORMAT = "yolov7lib"

@@ -94,7 +94,7 @@ def model_row(name: str, form: str, nc: int = 80) -> dict[str, object]:
     model under thop-0.0.31 rules (what the paper reports). Computed on the meta device."""
     import copy
 
-    from .models.zoo import VARIANTS, build_model
+    from .models import VARIANTS, build_model
     from .reparam import fuse
 
     variant = VARIANTS[name]
@@ -117,7 +117,7 @@ def model_row(name: str, form: str, nc: int = 80) -> dict[str, object]:
 def model_table(names: list[str] | None = None, ablations: bool = False) -> list[dict[str, object]]:
     """One row per official model and form (7 training + 8 deploy), or per ``names``; with
     ``ablations`` also the deploy form of every ablation variant (Tables 3, 4, 5, 8)."""
-    from .models.zoo import VARIANTS
+    from .models import VARIANTS
 
     names = names or [n for n, v in VARIANTS.items() if ablations or not v.ablation]
     return [

@@ -20,9 +20,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .models import ModelConfig, build_model
 from .models.graph import YOLOv7
 from .models.heads import IDetect
-from .models.zoo import ModelConfig, build_model
 
 
 def fuse(model: nn.Module) -> nn.Module:

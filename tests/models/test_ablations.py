@@ -14,8 +14,8 @@ from yolov7lib.complexity import THOP, THOP_0031, count_gflops, count_params, mo
 from yolov7lib.models.blocks import Conv, Shortcut
 from yolov7lib.models.csp import CSPBlock, DarkBlock, DarkStyle
 from yolov7lib.models.repconv import RepConv
+from yolov7lib.models.scaling import compound
 from yolov7lib.reparam import fuse
-from yolov7lib.scaling import compound
 
 ABLATIONS = [name for name, v in VARIANTS.items() if v.ablation]
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..complexity import TABLE_COLUMNS, model_table
-from .zoo import VARIANTS
+from .build import VARIANTS
 
 
 def markdown(rows: list[dict]) -> str:

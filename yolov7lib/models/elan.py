@@ -65,6 +65,17 @@ class ELAN:
         return g.conv(cat, self.out, 1)
 
 
+
+def head_elan(width: int, depth: int, out: int) -> ELAN:
+    """ELAN-H, the neck's ELAN: the chain at half the stem width, every conv concatenated."""
+    return ELAN(width, depth, out, width // 2, 1)
+
+
+def tiny_elan(width: int, out: int) -> ELAN:
+    """YOLOv7-tiny's ELAN: two 3x3 convs at the stem width, both concatenated."""
+    return ELAN(width, 2, out, None, 1)
+
+
 @dataclass(frozen=True)
 class EELAN:
     """Extended ELAN: ``groups`` parallel ELANs on the same input, merged by summation (§3.1).

@@ -1,9 +1,10 @@
 """A flat layer graph: the runtime form of every YOLOv7 network.
 
 Blocks (ELAN, E-ELAN, transitions, SPPCSPC, heads) are declared as parameterised Python objects in
-:mod:`yolov7lib.models.zoo`; each appends its layers to a :class:`GraphBuilder`. The result is a
-:class:`YOLOv7` whose ``model`` is a ``ModuleList`` in the same layer order as the official
-networks, so ``model.<i>.<...>`` state_dict keys equal the official ones without any mapping.
+:mod:`~yolov7lib.models.zoo` and :mod:`~yolov7lib.models.ablations`; each appends its layers to a
+:class:`GraphBuilder`. The result is a :class:`YOLOv7` whose ``model`` is a ``ModuleList`` in the
+same layer order as the official networks, so ``model.<i>.<...>`` state_dict keys equal the official
+ones without any mapping.
 """
 
 from __future__ import annotations

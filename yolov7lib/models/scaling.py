@@ -5,7 +5,7 @@ computational block (the number of stacked convs of an ELAN) × ``depth``, which
 concatenation by a factor ``f``; every width outside the blocks (stem, each block's closing 1x1,
 transitions, SPP, neck reductions, prediction convs) is then × ``f``, so that each block's output
 stays proportional to its input. The blocks' own stems and chains keep their widths. From the base of
-Table 3 ("v7-X light", :data:`~yolov7lib.models.zoo.VARIANTS` ``yolov7x-light``) ``compound(base, 1.5)``
+Table 3 ("v7-X light", :data:`~yolov7lib.models.build.VARIANTS` ``yolov7x-light``) ``compound(base, 1.5)``
 gives YOLOv7-X exactly (f = 5/4); from W6, ``compound(w6, 1.5)`` and ``compound(w6, 2.0)`` give the
 widths and depths of E6 and D6 (f = 5/4 and 6/4). The official configs depart from the rule in
 three places the rule cannot express: E6 / D6 use DownC transitions instead of strided convs, their
@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from .models.csp import CSP
-from .models.elan import EELAN, ELAN, Block
-from .models.transitions import Transition
-
-if TYPE_CHECKING:
-    from .models.zoo import Variant
+from .csp import CSP
+from .elan import EELAN, ELAN, Block
+from .transitions import Transition
+from .variant import Variant
 
 
 def channels(c: int, width: float) -> int:
