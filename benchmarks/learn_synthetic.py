@@ -33,7 +33,8 @@ import numpy as np
 
 from yolov7lib.data.synthetic import generate
 from yolov7lib.evaluate import coco_eval, ground_truth
-from yolov7lib.train import Hook, TrainConfig, Trainer
+from yolov7lib.hooks import Hook
+from yolov7lib.train import TrainConfig, Trainer
 
 
 class Progress(Hook):

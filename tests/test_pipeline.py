@@ -36,7 +36,8 @@ def test_every_profile_gives_valid_training_runs(name):
     from dataclasses import fields
 
     from yolov7lib import VARIANTS
-    from yolov7lib.train import TrainConfig, load_hyp
+    from yolov7lib.hyp import load_hyp
+    from yolov7lib.train import TrainConfig
 
     prof = pipeline.profile(name, ROOT / "params.yaml")
     assert set(prof["train"]) <= {f.name for f in fields(TrainConfig)}

@@ -80,8 +80,8 @@ def detect(argv: list[str] | None = None) -> list[dict]:
 
     from .checkpoint import load_any
     from .data.augment import letterbox
-    from .data.check import load_rgb
     from .data.formats import image_files
+    from .data.images import load_rgb
     from .evaluate import non_max_suppression, scale_boxes
     from .reparam import fuse
 

@@ -7,9 +7,36 @@ losses), ``paste_in`` is the official "paste-in" copy of object cut-outs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 
-from .loss import LossHyp
+import yaml
+
+
+@dataclass(frozen=True)
+class LossHyp:
+    """Loss hyper-parameters (``hyp.scratch.*.yaml``); gains are applied as given."""
+
+    box: float = 0.05
+    cls: float = 0.3
+    obj: float = 0.7
+    cls_pw: float = 1.0
+    obj_pw: float = 1.0
+    anchor_t: float = 4.0
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, hyp: Mapping[str, float] | LossHyp) -> LossHyp:
+        if isinstance(hyp, LossHyp):
+            return hyp
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in hyp.items() if k in names})
+
+    def scaled(self, nc: int, img_size: int, nl: int) -> LossHyp:
+        """Gains scaled as train.py does: box·3/nl, cls·nc/80·3/nl, obj·(img/640)²·3/nl."""
+        k = 3 / nl
+        return replace(self, box=self.box * k, cls=self.cls * nc / 80 * k,
+                       obj=self.obj * (img_size / 640) ** 2 * k)
 
 
 @dataclass(frozen=True)
@@ -52,3 +79,15 @@ P5 = Hyp()
 P6 = replace(P5, lrf=0.2)
 TINY = replace(P5, lrf=0.01, cls=0.5, obj=1.0, translate=0.1, scale=0.5, mixup=0.05, paste_in=0.05)
 HYPS = {"p5": P5, "p6": P6, "tiny": TINY}
+
+
+def load_hyp(name: str, overrides: dict[str, float] | None = None) -> Hyp:
+    """A named preset (p5, p6, tiny) or a hyp YAML (official keys), with ``overrides`` applied."""
+    if name in HYPS:
+        hyp = HYPS[name]
+    else:
+        with open(name) as f:
+            raw = yaml.safe_load(f) or {}
+        known = {f.name for f in fields(Hyp)}
+        hyp = Hyp(**{k: v for k, v in raw.items() if k in known})
+    return replace(hyp, **(overrides or {}))

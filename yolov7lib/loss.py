@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -31,35 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .assign import AuxStrategy, Candidates, assign
+from .hyp import LossHyp
 
 AuxDecoder = Literal["constrained", "free"]
 _DECODERS = {"constrained": (2.0, 0.5), "free": (3.0, 1.0)}
-
-
-@dataclass(frozen=True)
-class LossHyp:
-    """Loss hyper-parameters (``hyp.scratch.*.yaml``); gains are applied as given."""
-
-    box: float = 0.05
-    cls: float = 0.3
-    obj: float = 0.7
-    cls_pw: float = 1.0
-    obj_pw: float = 1.0
-    anchor_t: float = 4.0
-    label_smoothing: float = 0.0
-
-    @classmethod
-    def from_mapping(cls, hyp: Mapping[str, float] | LossHyp) -> LossHyp:
-        if isinstance(hyp, LossHyp):
-            return hyp
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: float(v) for k, v in hyp.items() if k in names})
-
-    def scaled(self, nc: int, img_size: int, nl: int) -> LossHyp:
-        """Gains scaled as train.py does: box·3/nl, cls·nc/80·3/nl, obj·(img/640)²·3/nl."""
-        k = 3 / nl
-        return replace(self, box=self.box * k, cls=self.cls * nc / 80 * k,
-                       obj=self.obj * (img_size / 640) ** 2 * k)
 
 
 def balance(nl: int) -> list[float]:

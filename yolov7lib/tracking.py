@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .train import Hook, Trainer
+from .hooks import Hook, TrainingRun
 
 
 def default_uri(root: str | os.PathLike = ".") -> str:
@@ -127,15 +127,15 @@ class MLflowHook(Hook):
         self.experiment, self.run_name, self.kwargs = experiment, run_name, kwargs
         self.run: Tracker | None = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         self.run = Tracker(self.experiment, self.run_name, tags={"model": trainer.cfg.model}, **self.kwargs)
         self.run.log_params({"train": trainer.cfg, "hyp": trainer.hyp})
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: TrainingRun, metrics: dict[str, float]) -> None:
         if self.run:
             self.run.log_metrics(metrics, step=trainer.epoch)
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         if not self.run:
             return
         out = trainer.save_dir
@@ -147,3 +147,11 @@ class MLflowHook(Hook):
         self.run.log_artifact(out / "results.csv")
         self.run.log_artifact(out / "weights" / "best.pt", "weights")
         self.run.end()
+
+
+def tracking_hooks(cfg: Any) -> list[Hook]:
+    """The MLflow hook for a run whose config asks for tracking (``cfg.tracking``; rank 0 only under
+    torchrun), else none."""
+    if not cfg.tracking or int(os.environ.get("RANK", 0)) != 0:
+        return []
+    return [MLflowHook(cfg.experiment, cfg.name)]

@@ -21,7 +21,8 @@ import os
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,12 @@ from .data.dataset import DetectionDataset
 from .data.formats import DataConfig
 from .ema import ModelEMA, _unwrap
 from .evaluate import METRICS, evaluate
-from .hyp import HYPS, Hyp
+from .hooks import Hook
+from .hyp import load_hyp
 from .loss import YOLOv7Loss
 from .models import ModelConfig, build_model
 from .optim import accumulation, build_optimizer, linear, one_cycle, warmup, warmup_iterations
+from .tracking import tracking_hooks
 
 FORMAT_VERSION = 1
 
@@ -89,28 +92,6 @@ class TrainConfig:
         return Path(self.project) / self.name
 
 
-class Hook:
-    """Callbacks of a training run; subclass and override what you need."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-
-def load_hyp(name: str, overrides: dict[str, float] | None = None) -> Hyp:
-    """A named preset (p5, p6, tiny) or a hyp YAML (official keys), with ``overrides`` applied."""
-    if name in HYPS:
-        hyp = HYPS[name]
-    else:
-        with open(name) as f:
-            raw = yaml.safe_load(f) or {}
-        known = {f.name for f in fields(Hyp)}
-        hyp = Hyp(**{k: v for k, v in raw.items() if k in known})
-    return replace(hyp, **(overrides or {}))
-
-
 class EpochSampler(torch.utils.data.Sampler[int]):
     """A permutation per epoch fixed by ``(seed, epoch)``, split across ranks (padded to equal size)."""
 
@@ -156,7 +137,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class Trainer:
     """Holds the state of a run; :meth:`fit` runs it. Rank and world size come from the environment."""
 
-    def __init__(self, cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = ()) -> None:
+    def __init__(self, cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> None:
         self.cfg, self.hooks = cfg, list(hooks)
         self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -397,15 +378,10 @@ class Trainer:
             writer.writerow({"epoch": epoch, **{k: f"{v:.6g}" for k, v in metrics.items()}})
 
 
-def train(cfg: TrainConfig, hooks: list[Hook] | tuple[Hook, ...] = (), resume: str | os.PathLike | None = None):
-    """Run (or resume) a training; returns the last epoch's metrics. Adds MLflow tracking on rank 0
-    when ``cfg.tracking``."""
-    hooks = list(hooks)
-    if cfg.tracking and int(os.environ.get("RANK", 0)) == 0:
-        from .tracking import MLflowHook
-
-        hooks.append(MLflowHook(cfg.experiment, cfg.name))
-    trainer = Trainer(cfg, hooks)
+def train(cfg: TrainConfig, hooks: Sequence[Hook] = (), resume: str | os.PathLike | None = None):
+    """Run (or resume) a training; returns the last epoch's metrics. MLflow tracking is a hook
+    (:func:`yolov7lib.tracking.tracking_hooks`), attached by the command line and the pipeline."""
+    trainer = Trainer(cfg, list(hooks))
     if resume:
         trainer.resume(resume)
     try:
@@ -454,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     cfg, resume = config_from_args(parser.parse_args(argv))
-    return train(cfg, resume=resume)
+    return train(cfg, hooks=tracking_hooks(cfg), resume=resume)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from yolov7lib.data.check import DatasetError, load_rgb, load_split, main
+from yolov7lib.data.check import DatasetError, load_split, main
+from yolov7lib.data.images import load_rgb
 
 GOOD = "0 0.5 0.5 0.2 0.2\n"
 
@@ -173,7 +174,7 @@ def test_fast_jpeg_decoding_gives_opencvs_pixels(tmp_path, progressive):
     a damaged file falls back to OpenCV."""
     import cv2
 
-    from yolov7lib.data.check import _decode_jpeg
+    from yolov7lib.data.images import _decode_jpeg
 
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur(cv2.resize((rng.random((31, 43, 3)) * 255).astype(np.uint8), (83, 61)), (5, 5), 0)

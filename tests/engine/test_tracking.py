@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from conftest import tiny_config
 
-from yolov7lib.tracking import Tracker, default_uri, flatten
+from yolov7lib.tracking import Tracker, default_uri, flatten, tracking_hooks
 from yolov7lib.train import train
 
 mlflow = pytest.importorskip("mlflow")
@@ -51,7 +51,7 @@ def server(tmp_path_factory):
 def test_training_run_is_logged(server, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     cfg = tiny_config(tiny_data, tmp_path, name="tracked", tracking=True, experiment="engine-test")
-    train(cfg)
+    train(cfg, hooks=tracking_hooks(cfg))
     client = mlflow.tracking.MlflowClient(server)
     exp = client.get_experiment_by_name("engine-test")
     (run,) = client.search_runs([exp.experiment_id])
@@ -69,7 +69,7 @@ def test_tracking_failure_never_stops_training(tiny_data, tmp_path, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus-scheme://nowhere")
     cfg = tiny_config(tiny_data, tmp_path, name="untracked", tracking=True, epochs=1)
     with pytest.warns(RuntimeWarning, match="MLflow tracking failed"):
-        metrics = train(cfg)
+        metrics = train(cfg, hooks=tracking_hooks(cfg))
     assert "val/AP" in metrics and (tmp_path / "untracked" / "weights" / "best.pt").exists()
 
 

@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 from ..hyp import P5, Hyp
 from . import augment as aug
 from .augment import PAD_VALUE, augment_hsv, cut_out, letterbox, mixup, paste_in, random_perspective
-from .check import CheckedImage, load_rgb
+from .check import CheckedImage
+from .images import load_rgb
 
 Warp = tuple[np.ndarray, float, tuple[int, int]]  # perspective_matrix's (M, scale gain, output (h, w))
 

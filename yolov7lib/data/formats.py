@@ -4,7 +4,7 @@ Both readers return :class:`Sample` records: an image path, boxes ``(n, 4)`` in 
 class indices ``(n,)`` and, where the labels give them, polygon segments in pixels (the official
 recipe warps boxes through segments). A YOLO label row with more than 5 values is a polygon
 ``class x1 y1 x2 y2 ...`` whose box is the polygon's extent, as officially (rows are parsed by
-:func:`yolov7lib.data.check.parse_labels`).
+:func:`yolov7lib.data.labels.parse_labels`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from .labels import SKIPPED, parse_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -146,10 +149,6 @@ def read_yolo(sources: Sequence[Path], nc: int) -> list[Sample]:
     checker would drop raises ``ValueError`` naming the file; use
     :func:`yolov7lib.data.check.load_split` to fix or skip bad data instead.
     """
-    from PIL import Image
-
-    from .check import SKIPPED, parse_labels
-
     samples = []
     for image in image_files(sources):
         with Image.open(image) as im:
