@@ -234,8 +234,7 @@ def loader(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch
 
 def table10(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.device) -> str:
     from yolov7lib.checkpoint import load_checkpoint, load_model
-    from yolov7lib.data.check import load_split
-    from yolov7lib.data.dataset import DetectionDataset
+    from yolov7lib.data.dataset import validation_dataset
     from yolov7lib.data.formats import DataConfig
 
     if not Path(args.reference).exists():
@@ -243,8 +242,7 @@ def table10(report: Report, sizes: Sizes, args: argparse.Namespace, device: torc
     model = load_model(args.reference).to(device)
     img = load_checkpoint(args.reference)["train_config"]["img_size"]
     data = DataConfig.load(args.data)
-    val = DetectionDataset(load_split(data.val, data.nc, warn=False).images, img, rect=True, batch_size=32,
-                           stride=int(max(model.head.strides)), pad=0.5)
+    val = validation_dataset(data, img, int(max(model.head.strides)))
     rows = pipeline.table10_rows(model, val, data.names)
     write_rows(report.out / "table10.csv", rows)
     report.tables += ["## Table 10 (reference model)", "", *markdown(rows, ["precision", "iou", "AP", "status"]), ""]

@@ -10,8 +10,8 @@ import torch
 
 from yolov7lib import build_model
 from yolov7lib.bench import bench_model, fastest, input_shape, ratios
-from yolov7lib.evaluate import non_max_suppression
 from yolov7lib.export import export_onnx
+from yolov7lib.postprocess import non_max_suppression
 
 
 @pytest.fixture(scope="module")

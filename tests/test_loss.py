@@ -7,8 +7,9 @@ import torch
 
 from yolov7lib import build_model
 from yolov7lib.assign import simota_match
+from yolov7lib.boxes import bbox_ciou
 from yolov7lib.hyp import LossHyp
-from yolov7lib.loss import YOLOv7Loss, bbox_ciou, compute_loss
+from yolov7lib.loss import YOLOv7Loss, compute_loss
 
 ANCHORS_P5 = [torch.tensor([[1.5, 2.0], [2.375, 4.5], [5.0, 3.5]]),
               torch.tensor([[2.25, 4.6875], [4.75, 3.4375], [4.5, 9.125]]),

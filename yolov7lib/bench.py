@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .evaluate import non_max_suppression
 from .models import VARIANTS, build_model
+from .postprocess import non_max_suppression
 from .reparam import reparameterize
 
 PATHS = ("eager", "channels_last", "compile", "cuda_graph", "channels_last+compile", "channels_last+cuda_graph",

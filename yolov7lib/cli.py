@@ -29,8 +29,7 @@ def _half(args: argparse.Namespace, device: torch.device) -> bool:
 def val(argv: list[str] | None = None) -> dict[str, float]:
     """COCO evaluation of a checkpoint at the paper's protocol; prints and saves the metrics."""
     from .checkpoint import load_any
-    from .data.check import load_split
-    from .data.dataset import DetectionDataset
+    from .data.dataset import validation_dataset
     from .data.formats import DataConfig
     from .evaluate import evaluate
     from .reparam import fuse
@@ -54,9 +53,7 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
     data = DataConfig.load(args.data)
-    split = load_split(data.val if args.task == "val" else data.train, data.nc)
-    dataset = DetectionDataset(split.images, args.img, rect=True, batch_size=args.batch,
-                               stride=int(max(model.head.strides)), pad=0.5)
+    dataset = validation_dataset(data, args.img, int(max(model.head.strides)), args.batch, args.task, warn=True)
     result = evaluate(model, dataset, data.names, batch_size=args.batch, conf_thres=args.conf_thres,
                       iou_thres=args.iou_thres, half=_half(args, device), workers=args.workers,
                       coco_json=args.coco_json)
@@ -79,10 +76,9 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     import cv2
 
     from .checkpoint import load_any
-    from .data.augment import letterbox
     from .data.formats import image_files
     from .data.images import load_rgb
-    from .evaluate import non_max_suppression, scale_boxes
+    from .predict import predict
     from .reparam import fuse
 
     p = argparse.ArgumentParser(prog="yolov7 detect", description="Detect objects in images.")
@@ -97,12 +93,10 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
-    half = _half(args, device)
-    if half:
+    if _half(args, device):
         model.half()
     model.to(memory_format=torch.channels_last)  # the fastest path measured by yolov7 bench
     names = list(model.config.names or [str(i) for i in range(model.head.nc)])
-    stride = int(max(model.head.strides))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -113,15 +107,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
 
     for path in tqdm(files, desc="detect"):
         bgr = load_rgb(path, bgr=True)
-        h0, w0 = bgr.shape[:2]
-        img, ratio, pad = letterbox(bgr, args.img, scaleup=False)
-        img, _ = _pad_to_stride(img, stride)
-        x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))).to(device)[None]
-        with torch.no_grad():
-            x = (x.half() if half else x.float()).div(255).contiguous(memory_format=torch.channels_last)
-            pred = model(x)[0]
-        det = non_max_suppression(pred.float(), args.conf_thres, args.iou_thres)[0].cpu().numpy()
-        det[:, :4] = scale_boxes(det[:, :4], (h0, w0), ((ratio, ratio), pad))
+        det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres)
         canvas = bgr.copy()
         for x1, y1, x2, y2, score, cls in det.tolist():
             label = f"{names[int(cls)]} {score:.2f}"
@@ -134,17 +120,6 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     (out / "detections.json").write_text(json.dumps(records, indent=1))
     print(f"{len(records)} detections in {len(files)} images -> {out}")
     return records
-
-
-def _pad_to_stride(img: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad bottom/right to multiples of ``stride`` (letterbox without auto already gave a square)."""
-    import cv2
-
-    h, w = img.shape[:2]
-    ph, pw = -h % stride, -w % stride
-    if ph or pw:
-        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    return img, (ph, pw)
 
 
 def bench(argv: list[str] | None = None):

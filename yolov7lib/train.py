@@ -33,7 +33,7 @@ import yaml
 
 from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
 from .data.check import load_split
-from .data.dataset import DetectionDataset
+from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
 from .ema import ModelEMA, _unwrap
 from .evaluate import METRICS, evaluate
@@ -190,10 +190,8 @@ class Trainer:
             collate_fn=DetectionDataset.collate, pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0)
         if self.rank == 0:
-            val_split = load_split(self.data.val, nc, warn=True)
-            self.val_set = DetectionDataset(val_split.images, cfg.img_size, self.hyp, rect=True,
-                                            batch_size=2 * cfg.batch_size, stride=int(max(head.strides)), pad=0.5,
-                                            cache_images=cfg.cache_images, progress=cfg.progress)
+            self.val_set = validation_dataset(self.data, cfg.img_size, int(max(head.strides)), 2 * cfg.batch_size,
+                                              warn=True, cache_images=cfg.cache_images, progress=cfg.progress)
         if self.distributed:
             if cfg.sync_bn and self.device.type == "cuda":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)

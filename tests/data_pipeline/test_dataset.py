@@ -102,7 +102,8 @@ def test_paste_in_adds_objects_in_free_places(split):
 
 
 def test_paste_in_unit():
-    from yolov7lib.data.augment import box_ioa, cut_out, paste_in
+    from yolov7lib.boxes import box_ioa
+    from yolov7lib.data.augment import cut_out, paste_in
 
     rng = np.random.default_rng(0)
     src = np.zeros((200, 200, 3), np.uint8)

@@ -11,15 +11,8 @@ from yolov7lib.data.augment import letterbox
 from yolov7lib.data.check import load_split
 from yolov7lib.data.dataset import DetectionDataset
 from yolov7lib.data.formats import DataConfig
-from yolov7lib.evaluate import (
-    EvalResult,
-    coco_eval,
-    confusion_matrix,
-    evaluate,
-    ground_truth,
-    non_max_suppression,
-    scale_boxes,
-)
+from yolov7lib.evaluate import EvalResult, coco_eval, confusion_matrix, evaluate, ground_truth
+from yolov7lib.postprocess import non_max_suppression, scale_boxes
 
 
 def row(cx, cy, w, h, obj, *cls):

@@ -141,8 +141,7 @@ def reference(tmp_path_factory):
 
 
 def test_fp16_and_fp32_evaluation_agree(reference):
-    from yolov7lib.data.check import load_split
-    from yolov7lib.data.dataset import DetectionDataset
+    from yolov7lib.data.dataset import validation_dataset
     from yolov7lib.data.formats import DataConfig
     from yolov7lib.evaluate import evaluate
 
@@ -150,8 +149,7 @@ def test_fp16_and_fp32_evaluation_agree(reference):
     model = load_model(weights).to(CUDA)
     img_size = load_checkpoint(weights)["train_config"]["img_size"]
     data = DataConfig.load(data_yaml)
-    val = DetectionDataset(load_split(data.val, data.nc, warn=False).images, img_size, rect=True,
-                           batch_size=32, stride=int(max(model.head.strides)), pad=0.5)
+    val = validation_dataset(data, img_size, int(max(model.head.strides)))
     ap = {half: 100 * evaluate(model, val, data.names, half=half, progress=False).metrics["AP"]
           for half in (True, False)}
     assert ap[False] > 1.0, f"the reference model has not learnt (AP {ap[False]:.2f} %)"

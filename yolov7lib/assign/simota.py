@@ -18,20 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..boxes import box_iou_pairs, xywh_to_xyxy
 from .candidates import Candidates, find_level_candidates
-
-
-def xywh_to_xyxy(box: torch.Tensor) -> torch.Tensor:
-    half = box[..., 2:4] / 2
-    return torch.cat((box[..., :2] - half, box[..., :2] + half), -1)
-
-
-def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of xyxy boxes ``a[..., 4]`` and ``b[..., 4]`` (broadcast), no epsilon."""
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    inter = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(0).prod(-1)
-    return inter / (area_a + area_b - inter)
 
 
 def _group(keys: torch.Tensor, groups: int) -> torch.Tensor:

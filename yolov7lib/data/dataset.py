@@ -27,22 +27,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..boxes import xywhn_to_xyxy
 from ..hyp import P5, Hyp
 from . import augment as aug
 from .augment import PAD_VALUE, augment_hsv, cut_out, letterbox, mixup, paste_in, random_perspective
-from .check import CheckedImage
+from .check import CheckedImage, load_split
+from .formats import DataConfig
 from .images import load_rgb
 
 Warp = tuple[np.ndarray, float, tuple[int, int]]  # perspective_matrix's (M, scale gain, output (h, w))
-
-
-def _xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh: float = 0) -> np.ndarray:
-    out = np.empty_like(boxes, dtype=np.float64)
-    out[:, 0] = w * (boxes[:, 0] - boxes[:, 2] / 2) + padw
-    out[:, 1] = h * (boxes[:, 1] - boxes[:, 3] / 2) + padh
-    out[:, 2] = w * (boxes[:, 0] + boxes[:, 2] / 2) + padw
-    out[:, 3] = h * (boxes[:, 1] + boxes[:, 3] / 2) + padh
-    return out
 
 
 def _pieces(transform, polygons: list[np.ndarray]) -> list[np.ndarray]:
@@ -165,7 +158,7 @@ class DetectionDataset(Dataset):
         im = self.images[i]
         labels = np.zeros((len(im.classes), 5))
         labels[:, 0] = im.classes
-        labels[:, 1:] = _xywhn_to_xyxy(im.boxes, w, h, padw, padh)
+        labels[:, 1:] = xywhn_to_xyxy(im.boxes, w, h, padw, padh)
         return labels, _pieces(lambda xy: xy * [w, h] + [padw, padh], im.segments)
 
     def _tile_hw(self, i: int) -> tuple[int, int]:
@@ -338,3 +331,13 @@ class DetectionDataset(Dataset):
         for i, t in enumerate(targets):
             t[:, 0] = i
         return torch.stack(images, 0), torch.cat(targets, 0), list(paths), list(shapes)
+
+
+def validation_dataset(config: DataConfig, img_size: int = 640, stride: int = 32, batch_size: int = 32,
+                       split: str = "val", warn: bool = False, **kwargs) -> DetectionDataset:
+    """The paper's validation protocol (§5; algorithms.md §9) on a split of ``config``: its checked
+    images (:func:`~yolov7lib.data.check.load_split`) letterboxed without augmentation in rectangular
+    batches of similar aspect ratio, padded by half a stride and to multiples of ``stride`` (the
+    model's largest). ``kwargs`` go to :class:`DetectionDataset` (``cache_images``, ``progress``)."""
+    images = load_split(config.val if split == "val" else config.train, config.nc, warn=warn).images
+    return DetectionDataset(images, img_size, rect=True, batch_size=batch_size, stride=stride, pad=0.5, **kwargs)
