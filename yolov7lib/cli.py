@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import train as train_module
-from .train import select_device
+from .runtime import select_device
 
 
 def _half(args: argparse.Namespace, device: torch.device) -> bool:

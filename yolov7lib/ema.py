@@ -12,12 +12,14 @@ import math
 import torch
 from torch import nn
 
+from .runtime import unwrap
+
 
 class ModelEMA:
     """An eval-mode copy of ``model`` updated after each optimizer step."""
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0, updates: int = 0) -> None:
-        self.ema = copy.deepcopy(_unwrap(model)).eval()
+        self.ema = copy.deepcopy(unwrap(model)).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, updates
@@ -29,19 +31,7 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.rate(self.updates)
-        current = _unwrap(model).state_dict()
+        current = unwrap(model).state_dict()
         for name, v in self.ema.state_dict().items():
             if v.dtype.is_floating_point:
                 v.mul_(d).add_(current[name].detach(), alpha=1 - d)
-
-    def state_dict(self) -> dict:
-        return {"model": self.ema.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.ema.load_state_dict(state["model"])
-        self.updates = int(state["updates"])
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model

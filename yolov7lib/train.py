@@ -30,18 +30,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
+from torch import nn
 
 from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
-from .ema import ModelEMA, _unwrap
+from .ema import ModelEMA
 from .evaluate import METRICS, evaluate
 from .hooks import Hook
 from .hyp import load_hyp
 from .loss import YOLOv7Loss
 from .models import ModelConfig, build_model
 from .optim import accumulation, build_optimizer, linear, one_cycle, warmup, warmup_iterations
+from .runtime import EpochSampler, Processes, rng_state, select_device, set_rng_state, unwrap
 from .tracking import tracking_hooks
 
 FORMAT_VERSION = 1
@@ -92,63 +94,37 @@ class TrainConfig:
         return Path(self.project) / self.name
 
 
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """A permutation per epoch fixed by ``(seed, epoch)``, split across ranks (padded to equal size)."""
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
-        self.per_rank = math.ceil(n / world)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
-        order = torch.cat((order, order[: self.per_rank * self.world - self.n]))
-        return iter(order[self.rank::self.world].tolist())
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-
-def select_device(name: str, local_rank: int = 0) -> torch.device:
-    """``--device`` as the official scripts read it: '' (CUDA if present, else CPU), 'cpu', 'cuda',
-    a GPU index ('0') or any torch device string; under DDP '' and 'cuda' pick the local rank's GPU."""
-    if name in ("", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if name.isdigit():
-        return torch.device("cuda", int(name))
-    return torch.device(name or "cpu")
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": repr(random.getstate())}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     """Holds the state of a run; :meth:`fit` runs it. Rank and world size come from the environment."""
 
     def __init__(self, cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> None:
-        self.cfg, self.hooks = cfg, list(hooks)
-        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.device = select_device(cfg.device, self.local_rank)
-        # under torchrun the model is wrapped in DDP even with one process, so that one GPU runs the
-        # same code path (NCCL, SyncBN) as eight
-        self.distributed = self.world > 1 or dist.is_torchelastic_launched()
+        self.cfg, self.hooks, self.save_dir = cfg, list(hooks), cfg.save_dir
+        self.device = self._start_processes()
+        self.data = DataConfig.load(cfg.data)
+        self.hyp = load_hyp(cfg.hyp, cfg.overrides)
+        self.model = self._build_model()
+        self.criterion = YOLOv7Loss(self.model, self.hyp.loss().scaled(self.data.nc, cfg.img_size, self.model.head.nl),
+                                    cfg.aux_strategy or None, cfg.aux_decoder)
+        self._build_optimization()
+        self.ema = ModelEMA(self.model)
+        self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0
+        self.metrics: dict[str, float] = {}
+        self._build_data()
+        if self.distributed:
+            self.model = self._distribute(self.model)
+
+    # -- the parts of a run, built in this order (the random draws of a seed depend on it) ------
+    def _start_processes(self) -> torch.device:
+        """Rank and world from torchrun, the device, the process group, determinism and the seeds."""
+        cfg = self.cfg
+        processes = Processes.from_environment()
+        self.rank, self.world, self.local_rank = processes.rank, processes.world, processes.local_rank
+        self.distributed = processes.distributed
+        device = select_device(cfg.device, self.local_rank)
         if self.distributed and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         if cfg.batch_size % self.world:
             raise ValueError(f"batch size {cfg.batch_size} is not a multiple of the {self.world} processes")
         if cfg.deterministic:
@@ -157,19 +133,20 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         torch.manual_seed(cfg.seed + self.rank)
         random.seed(cfg.seed + self.rank)
-        self.save_dir = cfg.save_dir
-        self.data = DataConfig.load(cfg.data)
-        self.hyp = load_hyp(cfg.hyp, cfg.overrides)
-        nc = self.data.nc
-        self.model = build_model(cfg.model, "training", nc, cfg.width, cfg.depth).to(self.device)
-        self.model.config = ModelConfig(cfg.model, "training", nc, tuple(self.data.names), cfg.width, cfg.depth)
+        return device
+
+    def _build_model(self) -> nn.Module:
+        """The training-form model for the data's classes, with ``--weights`` loaded where they fit."""
+        cfg, nc = self.cfg, self.data.nc
+        model = build_model(cfg.model, "training", nc, cfg.width, cfg.depth).to(self.device)
+        model.config = ModelConfig(cfg.model, "training", nc, tuple(self.data.names), cfg.width, cfg.depth)
         if cfg.weights:
-            self._load_weights(cfg.weights)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        head = self.model.head
-        self.loss_hyp = self.hyp.loss().scaled(nc, cfg.img_size, head.nl)
-        self.criterion = YOLOv7Loss(self.model, self.loss_hyp, cfg.aux_strategy or None, cfg.aux_decoder)
+            self._load_weights(model, cfg.weights)
+        return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+    def _build_optimization(self) -> None:
+        """Gradient accumulation to the nominal batch, the optimizer, the lr schedule, AMP and its scaler."""
+        cfg = self.cfg
         self.accumulate = accumulation(cfg.batch_size, cfg.nominal_batch)
         self.optimizer = build_optimizer(self.model, self.hyp, cfg.batch_size, cfg.adam, cfg.nominal_batch)
         self.lf = (linear if cfg.linear_lr else one_cycle)(self.hyp.lrf, cfg.epochs)
@@ -177,11 +154,11 @@ class Trainer:
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
             cfg.amp, torch.float16 if cfg.amp == "auto" and self.device.type == "cuda" else None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.ema = ModelEMA(self.model)
-        self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0
-        self.metrics: dict[str, float] = {}
 
-        train_split = load_split(self.data.train, nc, warn=self.rank == 0)
+    def _build_data(self) -> None:
+        """The augmented training set and its loader (one shard per rank); the validation set on rank 0."""
+        cfg = self.cfg
+        train_split = load_split(self.data.train, self.data.nc, warn=self.rank == 0)
         self.train_set = DetectionDataset(train_split.images, cfg.img_size, self.hyp, augment=True, seed=cfg.seed,
                                           cache_images=cfg.cache_images, progress=cfg.progress and self.rank == 0)
         self.sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
@@ -190,32 +167,36 @@ class Trainer:
             collate_fn=DetectionDataset.collate, pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0)
         if self.rank == 0:
-            self.val_set = validation_dataset(self.data, cfg.img_size, int(max(head.strides)), 2 * cfg.batch_size,
-                                              warn=True, cache_images=cfg.cache_images, progress=cfg.progress)
-        if self.distributed:
-            if cfg.sync_bn and self.device.type == "cuda":
-                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-                if self.rank == 0:
-                    n = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in self.model.modules())
-                    print(f"SyncBatchNorm: {n} layers synchronised over {self.world} process(es)")
-            elif cfg.sync_bn and self.rank == 0:
-                warnings.warn("SyncBatchNorm needs CUDA; training on the CPU with per-process BatchNorm",
-                              RuntimeWarning, stacklevel=2)
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            stride = int(max(self.model.head.strides))
+            self.val_set = validation_dataset(self.data, cfg.img_size, stride, 2 * cfg.batch_size, warn=True,
+                                              cache_images=cfg.cache_images, progress=cfg.progress)
+
+    def _distribute(self, model: nn.Module) -> nn.Module:
+        """SyncBatchNorm (on CUDA, with ``--sync-bn``) and the DistributedDataParallel wrapper."""
+        if self.cfg.sync_bn and self.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             if self.rank == 0:
-                print(f"DistributedDataParallel: {self.world} process(es), backend {dist.get_backend()}")
+                n = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+                print(f"SyncBatchNorm: {n} layers synchronised over {self.world} process(es)")
+        elif self.cfg.sync_bn and self.rank == 0:
+            warnings.warn("SyncBatchNorm needs CUDA; training on the CPU with per-process BatchNorm",
+                          RuntimeWarning, stacklevel=3)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.rank == 0:
+            print(f"DistributedDataParallel: {self.world} process(es), backend {dist.get_backend()}")
+        return model
 
     # -- weights and checkpoints ---------------------------------------------------------------
-    def _load_weights(self, path: str) -> None:
+    def _load_weights(self, model: nn.Module, path: str) -> None:
         """Initial weights: entries of the same name and shape (anchors excluded), as officially."""
         try:
             state = load_checkpoint(path)["state_dict"]
         except ValueError:
             state = load_official_checkpoint(path, "training").state_dict()
-        own = self.model.state_dict()
+        own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and "anchor" not in k}
-        self.model.load_state_dict(usable, strict=False)
+        model.load_state_dict(usable, strict=False)
         if self.rank == 0:
             print(f"transferred {len(usable)}/{len(own)} entries from {path}")
 
@@ -223,12 +204,12 @@ class Trainer:
         return {
             "epoch": epoch,
             "best_fitness": self.best_fitness,
-            "model_state": _unwrap(self.model).state_dict(),
+            "model_state": unwrap(self.model).state_dict(),
             "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "train_config": asdict(self.cfg),
             "hyp": asdict(self.hyp),
             "metrics": self.metrics,
@@ -246,13 +227,13 @@ class Trainer:
     def resume(self, path: str | os.PathLike) -> None:
         """Continue from ``last.pt``: the run goes on exactly as if never interrupted."""
         ckpt = load_checkpoint(path)
-        _unwrap(self.model).load_state_dict(ckpt["model_state"])
+        unwrap(self.model).load_state_dict(ckpt["model_state"])
         self.ema.ema.load_state_dict(ckpt["state_dict"])
         self.ema.updates = ckpt["ema_updates"]
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
         self.metrics = ckpt.get("metrics", {})
         if self.start_epoch >= self.cfg.epochs:
@@ -260,7 +241,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _multi_scale(self, images: torch.Tensor, ni: int) -> torch.Tensor:
-        gs = int(max(_unwrap(self.model).head.strides))
+        gs = int(max(unwrap(self.model).head.strides))
         rng = random.Random(self.cfg.seed * 1_000_003 + ni)
         size = rng.randrange(int(self.cfg.img_size * 0.5), int(self.cfg.img_size * 1.5) + gs) // gs * gs
         sf = size / max(images.shape[2:])

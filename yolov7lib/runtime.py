@@ -1,0 +1,82 @@
+"""Where and how a run executes: the device, the processes of a torchrun launch, the per-epoch
+sampler every rank shares, random-number state for exact resumes, and the model inside DDP.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a launch (torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; one
+    process without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Processes:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def distributed(self) -> bool:
+        """Under torchrun, even with one process: one GPU runs the same code path (NCCL, SyncBN) as eight."""
+        return self.world > 1 or dist.is_torchelastic_launched()
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A permutation per epoch fixed by ``(seed, epoch)``, split across ranks (padded to equal size)."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
+        self.per_rank = math.ceil(n / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        order = torch.cat((order, order[: self.per_rank * self.world - self.n]))
+        return iter(order[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device`` as the official scripts read it: '' (CUDA if present, else CPU), 'cpu', 'cuda',
+    a GPU index ('0') or any torch device string; under DDP '' and 'cuda' pick the local rank's GPU."""
+    if name in ("", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if name.isdigit():
+        return torch.device("cuda", int(name))
+    return torch.device(name or "cpu")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": repr(random.getstate())}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
