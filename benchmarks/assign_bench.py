@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolov7lib import VARIANTS, build_model
+from yolov7lib import VARIANTS, build_model, peer
 from yolov7lib.loss import compute_loss
 
 HYP = {"box": 0.05, "cls": 0.3, "obj": 0.7, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
@@ -70,11 +70,8 @@ def geometry(model_name: str) -> tuple[list[torch.Tensor], list[float], int, int
 
 
 def official_loss(model_name: str, device: str):
-    from yolov7_package.utils.loss import ComputeLossAuxOTA, ComputeLossOTA
-
-    model = build_model(model_name, "training").to(device)
-    model.hyp, model.gr = HYP, 1.0
-    return (ComputeLossAuxOTA if hasattr(model.head, "m2") else ComputeLossOTA)(model)
+    """The official ComputeLossOTA / ComputeLossAuxOTA on our model of the same name (the peer's wrapper)."""
+    return peer.official_loss(build_model(model_name, "training").to(device), HYP)
 
 
 def run_once(impl: str, model_name: str, per_image: int, batch: int, size: int, device: str):

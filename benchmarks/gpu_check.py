@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import data_bench  # noqa: E402
 import train_step_bench  # noqa: E402
 
-from yolov7lib import bench, pipeline  # noqa: E402
+from yolov7lib import bench, pipeline, runtime  # noqa: E402
 
 DEPLOY_MODELS = ["yolov7-tiny-silu", "yolov7", "yolov7x", "yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e"]
 REFERENCE = "runs/pipeline/cpu/table10/reference/seed0/weights/last.pt"  # the cpu profile's Table 10 model
@@ -180,7 +180,7 @@ def speed(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.
             print(bench.format_row(r), flush=True)
         new_rows += rows
         report.speed_rows += rows
-        bench.write_csv(report.speed_rows, report.out / "speed.csv", bench.environment(device))
+        bench.write_csv(report.speed_rows, report.out / "speed.csv", runtime.environment(device))
         torch.cuda.empty_cache()
     lines = bench.ratios(new_rows, tol)
     report.tables += [f"## speed: {', '.join(paths or sizes.paths)}", "", *(f"- {line}" for line in lines), ""]
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> Report:
     # cuDNN's heuristics pick the kernels for both sides alike (no autotuning, as the official detect.py on
     # images; autotuning every shape of seven models would cost minutes)
     torch.backends.cudnn.benchmark = False
-    env = bench.environment(device)
+    env = runtime.environment(device)
     report = Report(args.out, env.get("gpu", f"CPU ({env['cpu']}, {env['threads']} threads)"))
     print("# " + ", ".join(f"{k}={v}" for k, v in env.items()), flush=True)
     args.peer = peer_installed()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import runtime
 from .models import VARIANTS, build_model
 from .postprocess import non_max_suppression
 from .reparam import reparameterize
@@ -59,28 +59,6 @@ class Timing:
     max_abs_diff: float  # outputs against our eager model
     max_rel_diff: float  # the same, relative to 1 + |eager output| (relative_error)
     device: str
-
-
-def environment(device: torch.device) -> dict[str, str]:
-    """Device, driver and library versions, recorded beside every table."""
-    env = {"torch": torch.__version__, "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads())}
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        env.update(gpu=props.name, cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()),
-                   driver=_driver())
-    return env
-
-
-def _driver() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def input_shape(name: str, protocol: str, size: int | None = None) -> tuple[int, int]:
@@ -348,7 +326,7 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser.add_argument("--csv", type=Path, help="write every row here, the environment in a first comment line")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    env = environment(device)
+    env = runtime.environment(device)
     print("# " + ", ".join(f"{k}={v}" for k, v in env.items()))
     if device.type == "cpu":
         print("# CPU: FP32 (the paper's FP16 protocol needs CUDA)")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import random
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +82,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DistributedDataParallel / DataParallel."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
+
+
+def environment(device: torch.device | None = None) -> dict[str, str]:
+    """What a measurement or a run was made on: library versions, host, CPU and threads, and (keys
+    only there) the GPU, CUDA, cuDNN and driver where ``device`` (default: the first GPU, if any) is one."""
+    if device is None:
+        device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    env = {"torch": torch.__version__, "python": platform.python_version(), "host": platform.node(),
+           "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads()),
+           "device": device.type}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()),
+                   driver=_driver())
+    return env
+
+
+def _driver() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"

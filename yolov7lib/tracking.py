@@ -10,7 +10,6 @@ the work: it is reported once as a warning and tracking is switched off for the 
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
@@ -19,9 +18,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .hooks import Hook, TrainingRun
+from .runtime import environment
 
 
 def default_uri(root: str | os.PathLike = ".") -> str:
@@ -29,18 +27,13 @@ def default_uri(root: str | os.PathLike = ".") -> str:
 
 
 def environment_tags() -> dict[str, str]:
-    """git commit, torch version, device and GPU name, host."""
-    tags = {"torch": torch.__version__, "python": platform.python_version(), "host": platform.node()}
+    """The run's environment (:func:`yolov7lib.runtime.environment`) and the git commit."""
     try:
-        tags["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                            timeout=5, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        tags["git_commit"] = "unknown"
-    if torch.cuda.is_available():
-        tags.update(device="cuda", gpu=torch.cuda.get_device_name(0))
-    else:
-        tags.update(device="cpu", gpu="none", cpu=platform.processor() or platform.machine())
-    return tags
+        commit = "unknown"
+    return {"gpu": "none", **environment(), "git_commit": commit}
 
 
 def flatten(config: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:

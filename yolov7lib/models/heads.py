@@ -163,6 +163,7 @@ class IAuxDetect(IDetect):
         nl = len(anchors)
         if len(ch) != 2 * nl:
             raise ValueError(f"IAuxDetect needs {2 * nl} inputs (lead + aux), got {len(ch)}")
+        # Detect's, not IDetect's, constructor: the official state_dict registers m, m2, ia, im in that order
         Detect.__init__(self, nc, anchors, ch, strides)
         self.m2 = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch[nl:])
         self.ia = nn.ModuleList(ImplicitA(c) for c in ch[:nl])

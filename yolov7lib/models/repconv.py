@@ -27,7 +27,6 @@ class RepConv(nn.Module):
         s: int = 1,
         act: ActFactory = silu,
         identity: bool | None = None,
-        deploy: bool = False,
     ) -> None:
         super().__init__()
         if k != 3:
@@ -38,10 +37,7 @@ class RepConv(nn.Module):
             identity = c1 == c2 and s == 1
         if identity and (c1 != c2 or s != 1):
             raise ValueError("an identity branch needs c1 == c2 and stride 1")
-        if deploy:
-            self.rbr_reparam: nn.Conv2d | None = nn.Conv2d(c1, c2, 3, s, 1, bias=True)
-            return
-        self.rbr_reparam = None
+        self.rbr_reparam: nn.Conv2d | None = None  # the deploy form, made by fuse()
         self.rbr_identity = batch_norm(c1) if identity else None
         self.rbr_dense = nn.Sequential(nn.Conv2d(c1, c2, 3, s, 1, bias=False), batch_norm(c2))
         self.rbr_1x1 = nn.Sequential(nn.Conv2d(c1, c2, 1, s, 0, bias=False), batch_norm(c2))
