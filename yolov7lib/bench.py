@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from . import runtime
+from .console import HelpFormatter
 from .models import VARIANTS, build_model
 from .postprocess import non_max_suppression
 from .reparam import reparameterize
@@ -305,24 +306,23 @@ def format_row(r: Timing) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[Timing]:
-    parser = argparse.ArgumentParser(prog="yolov7 bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="yolov7 bench", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--models", nargs="+", default=["yolov7"], choices=list(VARIANTS), metavar="MODEL",
-                        help="deploy models to time (default: yolov7); any of " + ", ".join(VARIANTS))
-    parser.add_argument("--batch", nargs="+", type=int, default=[1, 32], help="batch sizes (default: 1 32)")
+                        help="deploy models to time; any of " + ", ".join(VARIANTS))
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 32], help="batch sizes")
     parser.add_argument("--protocol", nargs="+", default=["paper", "fixed"], choices=("paper", "fixed"),
-                        help="paper: letterboxed 4:3 inputs; fixed: square inputs (default: both)")
+                        help="paper: letterboxed 4:3 inputs; fixed: square inputs")
     parser.add_argument("--paths", nargs="+", default=["eager", "channels_last"], choices=PATHS[:-1], metavar="PATH",
                         help="PyTorch fast paths, each checked against eager: " + ", ".join(PATHS[:-1]))
     parser.add_argument("--backend", nargs="+", default=["pytorch"], choices=("pytorch", "onnxruntime"),
-                        help="onnxruntime also times the exported ONNX model on the CPU (default: pytorch)")
-    parser.add_argument("--img", type=int, default=None, help="long side in pixels (default: the model's size)")
+                        help="onnxruntime also times the exported ONNX model on the CPU")
+    parser.add_argument("--img", type=int, default=None, help="long side in pixels; None: the model's own size")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cuda (FP16, the paper's protocol) or cpu (FP32); default: cuda when present")
+                        help="cuda (FP16, the paper's protocol) or cpu (FP32)")
     parser.add_argument("--peer", action="store_true",
                         help="also time the official model with the same weights (make bench-install)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
-    parser.add_argument("--repeats", type=int, default=50, help="timed calls; the median is reported (default: 50)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=int, default=50, help="timed calls; the median is reported")
     parser.add_argument("--csv", type=Path, help="write every row here, the environment in a first comment line")
     args = parser.parse_args(argv)
     device = torch.device(args.device)

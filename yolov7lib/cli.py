@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import train as train_module
+from .console import HelpFormatter
 from .runtime import select_device
 
 
@@ -34,21 +35,22 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     from .evaluate import evaluate
     from .reparam import fuse
 
-    p = argparse.ArgumentParser(prog="yolov7 val", description="Evaluate a checkpoint (COCO metrics).")
-    p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--task", default="val", choices=("val", "train"))
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=640)
-    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=32)
-    p.add_argument("--conf-thres", type=float, default=0.001)
-    p.add_argument("--iou-thres", type=float, default=0.65)
-    p.add_argument("--device", default="")
+    p = argparse.ArgumentParser(prog="yolov7 val", description="Evaluate a checkpoint (COCO metrics) at the "
+                                "paper's protocol.", formatter_class=HelpFormatter)
+    p.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
+    p.add_argument("--data", required=True, help="data YAML (official format)")
+    p.add_argument("--task", default="val", choices=("val", "train"), help="the split to evaluate")
+    p.add_argument("--img", "--img-size", dest="img", type=int, default=640, help="image size in pixels")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=32, help="images per batch")
+    p.add_argument("--conf-thres", type=float, default=0.001, help="lowest score kept before NMS")
+    p.add_argument("--iou-thres", type=float, default=0.65, help="NMS IoU threshold")
+    p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA (Table 10)")
     p.add_argument("--coco-json", help="score against this COCO annotation file (ids = file stems, 91-id map)")
-    p.add_argument("--out", default="runs/val/exp")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--experiment", default="yolov7lib-val")
+    p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, the PR curve and confusion matrix")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True, help="log to MLflow")
+    p.add_argument("--experiment", default="yolov7lib-val", help="MLflow experiment name")
     args = p.parse_args(argv)
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
@@ -81,15 +83,16 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     from .predict import predict
     from .reparam import fuse
 
-    p = argparse.ArgumentParser(prog="yolov7 detect", description="Detect objects in images.")
-    p.add_argument("--weights", required=True)
+    p = argparse.ArgumentParser(prog="yolov7 detect", description="Detect objects in images; write annotated "
+                                "copies and detections.json.", formatter_class=HelpFormatter)
+    p.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
     p.add_argument("--source", required=True, help="an image, a directory or a list file")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=640)
-    p.add_argument("--conf-thres", type=float, default=0.25)
-    p.add_argument("--iou-thres", type=float, default=0.45)
-    p.add_argument("--device", default="")
-    p.add_argument("--fp32", action="store_true")
-    p.add_argument("--out", default="runs/detect/exp")
+    p.add_argument("--img", "--img-size", dest="img", type=int, default=640, help="inference size in pixels")
+    p.add_argument("--conf-thres", type=float, default=0.25, help="lowest score kept")
+    p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
+    p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA")
+    p.add_argument("--out", default="runs/detect/exp", help="folder for the annotated images and detections.json")
     args = p.parse_args(argv)
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()

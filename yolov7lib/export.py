@@ -19,6 +19,7 @@ import torch
 import torchvision  # imported before export: the exporter's registry then knows torchvision's nms
 from torch import nn
 
+from .console import HelpFormatter
 from .reparam import reparameterize
 
 
@@ -92,13 +93,13 @@ def main(argv: list[str] | None = None) -> Path:
     from .checkpoint import load_any
 
     parser = argparse.ArgumentParser(prog="yolov7 export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True)
-    parser.add_argument("--img", type=int, nargs="+", default=[640], help="size, or height width")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--nms", action="store_true", help="end the graph with NMS")
-    parser.add_argument("--conf-thres", type=float, default=0.25)
-    parser.add_argument("--iou-thres", type=float, default=0.45)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
+    parser.add_argument("--img", type=int, nargs="+", default=[640], help="input size, or height width")
+    parser.add_argument("--out", type=Path, help="the .onnx file; None: the weights' path with .onnx")
+    parser.add_argument("--nms", action="store_true", help="end the graph with NMS (best class per box)")
+    parser.add_argument("--conf-thres", type=float, default=0.25, help="with --nms: lowest score kept")
+    parser.add_argument("--iou-thres", type=float, default=0.45, help="with --nms: NMS IoU threshold")
     parser.add_argument("--half", action="store_true", help="FP16 weights (export on CUDA)")
     args = parser.parse_args(argv)
     model = load_any(args.weights)

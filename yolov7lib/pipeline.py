@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from .console import HelpFormatter
 from .train import TrainConfig
 
 
@@ -366,22 +367,24 @@ def main(argv: list[str] | None = None) -> int:
     independent jobs."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m yolov7lib.pipeline", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m yolov7lib.pipeline", description=main.__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--profile", default=None, help="a profile of params.yaml (default: its `profile`)")
     commands = parser.add_subparsers(dest="command", required=True)
-    data = commands.add_parser("data", help="generate the profile's synthetic dataset (the `data` stage)")
-    data.add_argument("--out", default="data/synthetic", help="dataset folder (default: %(default)s)")
+    data = commands.add_parser("data", help="generate the profile's synthetic dataset (the `data` stage)",
+                               formatter_class=HelpFormatter)
+    data.add_argument("--out", default="data/synthetic", help="dataset folder")
     data.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
     for name, text in (("jobs", "print one command per arm and seed of a table, for a scheduler"),
                        ("train", "train a table's runs that are not finished (all, or one arm and seed)")):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, help=text, formatter_class=HelpFormatter)
         sub.add_argument("table", type=int, choices=sorted(ABLATIONS), help="the paper's table number")
         sub.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
     train = commands.choices["train"]
     train.add_argument("--arm", help="one row label (default: every arm)")
     train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
     train.add_argument("--jobs", type=int, default=None,
-                       help="processes side by side (default: the profile's `jobs`; 0 = one per core)")
+                       help="processes side by side; None: the profile's `jobs`; 0: one per core")
     args = parser.parse_args(argv)
     prof = profile(args.profile)
     if args.command == "data":

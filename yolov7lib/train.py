@@ -33,6 +33,7 @@ import yaml
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
+from .console import HelpFormatter
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
@@ -51,47 +52,88 @@ FORMAT_VERSION = 1
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run (flags of ``yolov7 train``; logged to MLflow and stored in checkpoints)."""
+    """Every setting of a run (flags of ``yolov7 train``, explained in :data:`HELP`; logged to MLflow
+    and stored in checkpoints)."""
 
     model: str = "yolov7-tiny"
-    width: float = 1.0  # width / depth multiples of the model (reduced-scale runs)
+    width: float = 1.0
     depth: float = 1.0
     data: str = "data/synthetic/data.yaml"
-    hyp: str = "p5"  # p5 / p6 / tiny, or a hyp YAML
+    hyp: str = "p5"
     img_size: int = 640
-    batch_size: int = 16  # total over all processes
+    batch_size: int = 16
     epochs: int = 300
-    device: str = ""  # "" = CUDA if available
+    device: str = ""
     workers: int = 2
-    cache_images: bool = False  # decode and resize every image once into RAM (official --cache-images)
+    cache_images: bool = False
     project: str = "runs/train"
     name: str = "exp"
-    weights: str = ""  # initial weights: one of our checkpoints or an official .pt
-    amp: str = "auto"  # auto (fp16 on CUDA) / fp16 / bf16 / off
+    weights: str = ""
+    amp: str = "auto"
     multi_scale: bool = False
-    channels_last: bool = True  # NHWC activations: about 15-20 % faster training steps on the CPU
+    channels_last: bool = True
     sync_bn: bool = False
     adam: bool = False
     linear_lr: bool = False
     seed: int = 0
-    deterministic: bool = False  # deterministic kernels: bit-exact reruns and resumes on CUDA (slower)
-    aux_strategy: str = ""  # "" = from the head; none / independent / lead_guided / coarse_to_fine
+    deterministic: bool = False
+    aux_strategy: str = ""
     aux_decoder: str = "constrained"
-    warmup_min_iters: int = 1000  # the official minimum
-    nominal_batch: int = 64  # gradients accumulate to this batch (official 64)
+    warmup_min_iters: int = 1000
+    nominal_batch: int = 64
     val_interval: int = 1
     conf_thres: float = 0.001
     iou_thres: float = 0.65
-    limit_batches: int = 0  # > 0: at most this many batches per epoch (smoke runs)
-    max_nonfinite: int = 10  # consecutive non-finite losses before giving up
+    limit_batches: int = 0
+    max_nonfinite: int = 10
     tracking: bool = True
     experiment: str = "yolov7lib"
     progress: bool = True
-    overrides: dict[str, float] = field(default_factory=dict)  # hyp values changed for this run
+    overrides: dict[str, float] = field(default_factory=dict)
 
     @property
     def save_dir(self) -> Path:
         return Path(self.project) / self.name
+
+
+HELP: dict[str, str] = {  # what each TrainConfig field does (the --help of yolov7 train)
+    "model": "model to build: a released YOLOv7 (yolov7-tiny, yolov7, yolov7x, yolov7-w6, yolov7-e6, yolov7-d6, "
+             "yolov7-e6e) or an ablation row (python -m yolov7lib.models --table lists them)",
+    "width": "multiply every channel count of the model (reduced-scale runs; 1 = the paper's model)",
+    "depth": "multiply the depth of every computational block (ELAN convs, CSP repeats)",
+    "data": "data YAML (official format: train, val, nc, names)",
+    "hyp": "hyper-parameters: p5, p6, tiny (the official hyp.scratch files) or a hyp YAML",
+    "img_size": "training and validation image size in pixels",
+    "batch_size": "images per step, over all processes",
+    "epochs": "epochs to train",
+    "device": "'' (CUDA if available), 'cpu', 'cuda', a GPU index, or a torch device",
+    "workers": "data-loading processes per training process",
+    "cache_images": "decode and resize every image once into RAM (the official --cache-images)",
+    "project": "folder of the runs",
+    "name": "this run's folder under the project",
+    "weights": "initial weights: one of our checkpoints or an official .pt (entries of equal shape are loaded)",
+    "amp": "mixed precision: auto (fp16 on CUDA, off on the CPU), fp16, bf16 or off",
+    "multi_scale": "random image size from 0.5x to 1.5x per batch",
+    "channels_last": "NHWC activations (faster convolutions on CPUs and tensor cores)",
+    "sync_bn": "SyncBatchNorm across the processes of a torchrun launch (CUDA)",
+    "adam": "Adam instead of SGD with Nesterov momentum",
+    "linear_lr": "linear learning-rate decay instead of the one-cycle cosine",
+    "seed": "seed of the initialization, data order and augmentation",
+    "deterministic": "deterministic kernels: bit-exact reruns and resumes on CUDA (slower)",
+    "aux_strategy": "auxiliary-head assignment: '' (the head's own), none, independent, lead_guided or "
+                    "coarse_to_fine (Table 6)",
+    "aux_decoder": "coarse labels of the aux head: constrained (the paper's) or free (Table 7)",
+    "warmup_min_iters": "warm-up lasts at least this many iterations (the official 1000)",
+    "nominal_batch": "gradients accumulate up to this batch (the official 64)",
+    "val_interval": "validate every this many epochs (and after the last)",
+    "conf_thres": "validation: lowest score kept before NMS",
+    "iou_thres": "validation: NMS IoU threshold",
+    "limit_batches": "at most this many batches per epoch (0 = all; smoke runs)",
+    "max_nonfinite": "stop after this many consecutive non-finite losses",
+    "tracking": "log the run to MLflow (mlflow.db beside the runs, or MLFLOW_TRACKING_URI)",
+    "experiment": "MLflow experiment name",
+    "progress": "progress bars",
+}
 
 
 class Trainer:
@@ -380,12 +422,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flags = aliases.get(f.name, [f"--{f.name.replace('_', '-')}"])
         default = f.default
         if isinstance(default, bool):
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=HELP[f.name])
         else:
-            parser.add_argument(*flags, dest=f.name, type=type(default), default=default)
+            parser.add_argument(*flags, dest=f.name, type=type(default), default=default, help=HELP[f.name])
     parser.add_argument("--resume", nargs="?", const="last", default=None,
-                        help="continue a run: its last.pt, or (no value) runs/train/NAME/weights/last.pt")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyp values")
+                        help="continue a run exactly: its last.pt, or (no value) PROJECT/NAME/weights/last.pt")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="change hyp values for this run, e.g. --set lr0=0.02 mosaic=0")
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
@@ -405,8 +449,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(prog="yolov7 train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="yolov7 train", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
     cfg, resume = config_from_args(parser.parse_args(argv))
     return train(cfg, hooks=tracking_hooks(cfg), resume=resume)

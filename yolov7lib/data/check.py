@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from ..console import HelpFormatter
 from .formats import DataConfig, image_files, label_path
 from .images import inspect_image
 from .labels import SKIPPED, Problem, parse_labels
@@ -208,9 +209,9 @@ def report(config: DataConfig, split: str, rep: SplitReport) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.data.check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("data", type=Path, help="data YAML (train / val / nc / names)")
-    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--no-cache", action="store_true", help="read every file again; write no label cache")
     args = parser.parse_args(argv)
     config = DataConfig.load(args.data)
     status = 0

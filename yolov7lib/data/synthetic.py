@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..console import HelpFormatter
+
 CLASSES = ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "arrow")
 MAX_OBJECTS = 20
 EMPTY_FRACTION = 0.05
@@ -257,16 +259,21 @@ def generate(out: str | os.PathLike, train: int = 512, val: int = 128, size: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.data.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--train", type=int, default=512)
-    parser.add_argument("--val", type=int, default=128)
-    parser.add_argument("--size", type=int, default=320)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="dataset folder")
+    parser.add_argument("--train", type=int, default=512, help="training images")
+    parser.add_argument("--val", type=int, default=128, help="validation images")
+    parser.add_argument("--size", type=int, default=320, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="the dataset's seed (same seed, same bytes)")
+    parser.add_argument("--classes", type=int, default=len(CLASSES),
+                        help="the first N classes of " + ", ".join(CLASSES))
+    parser.add_argument("--max-objects", type=int, default=MAX_OBJECTS, help="objects drawn per image, at most")
+    parser.add_argument("--min-side", type=float, default=MIN_SIDE, help="shortest long side of an object, pixels")
+    parser.add_argument("--workers", type=int, default=None, help="processes; None: up to 2")
     args = parser.parse_args(argv)
     t = time.perf_counter()
-    generate(args.out, args.train, args.val, args.size, args.seed, args.workers)
+    generate(args.out, args.train, args.val, args.size, args.seed, args.workers,
+             Scene(args.classes, args.max_objects, args.min_side))
     secs = time.perf_counter() - t
     print(f"wrote {args.train + args.val} images to {args.out} in {secs:.1f}s "
           f"({(args.train + args.val) / secs * 60:.0f} images/min)")

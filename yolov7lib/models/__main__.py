@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..complexity import TABLE_COLUMNS, model_table
+from ..console import HelpFormatter
 from .build import VARIANTS
 
 
@@ -60,7 +61,7 @@ def _residual(r: dict) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--table", action="store_true", help="print the complexity table as CSV")
     parser.add_argument("--models", nargs="*", choices=list(VARIANTS), help="only these models")
     parser.add_argument("--all", action="store_true", help="also the ablation variants (Tables 3, 4, 5, 8)")

@@ -1,0 +1,39 @@
+"""Every option of every command line explains itself in --help, with its default."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from yolov7lib import bench, cli, export, pipeline, train
+from yolov7lib.data import check, synthetic
+from yolov7lib.models import __main__ as models_main
+
+COMMANDS = {"yolov7 train": train.main, "yolov7 val": cli.val, "yolov7 detect": cli.detect,
+            "yolov7 bench": bench.main, "yolov7 export": export.main, "data.check": check.main,
+            "data.synthetic": synthetic.main, "models": models_main.main, "pipeline": pipeline.main}
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_has_a_help_text(name, monkeypatch):
+    def capture(parser, *args, **kwargs):
+        raise _Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(_Parsed) as parsed:
+        COMMANDS[name](["--help"])
+    parsers = [parsed.value.parser]
+    for action in parsed.value.parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for parser in parsers:
+        assert parser.formatter_class.__name__ == "HelpFormatter", parser.prog
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                assert action.help, f"{parser.prog} {'/'.join(action.option_strings) or action.dest} has no help"
