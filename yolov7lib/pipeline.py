@@ -44,6 +44,18 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"no params.yaml at or above {here}")
 
 
+def setup(name: str | None, notebook: str) -> tuple[dict, str]:
+    """Every notebook's first step: work from the repository root (notebooks run from ``notebooks/``
+    in JupyterLab and from the root under DVC), read profile ``name`` (None: the default) and make
+    ``results/<notebook>/`` for the notebook's tables, figures and metrics. Returns both."""
+    os.chdir(repo_root())
+    prof = profile(name)
+    results = f"results/{notebook}"
+    os.makedirs(results, exist_ok=True)
+    print(f"profile {prof['name']}: {prof.get('note', '')}")
+    return prof, results
+
+
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     with open(path) as f:
         return yaml.safe_load(f) or {}
@@ -72,30 +84,48 @@ def paper_table(number: int | str) -> list[dict[str, str]]:
 
 @dataclass
 class Arm:
-    """One row of an ablation table: the paper's row label, a model and training-config changes."""
+    """One row of an ablation table: our row label, a model, training-config changes, and the row's
+    name in the paper's table (default: the label)."""
 
     label: str
     model: str
     changes: dict[str, Any] = field(default_factory=dict)
+    paper: str = ""
+
+    @property
+    def paper_row(self) -> str:
+        return self.paper or self.label
 
 
-def _aux(label: str, **changes: str) -> Arm:
-    return Arm(label, "yolov7-e6", changes)
+def _e6(label: str, paper: str = "", **changes: str) -> Arm:
+    return Arm(label, "yolov7-e6", changes, paper)
 
 
-# The arms of Tables 3-8: the paper's rows (Table 5: two families, each with its own base row).
+# The arms of Tables 3-8, beside the paper's rows (Table 5: two families, each with its own base row).
 ABLATIONS: dict[int, tuple[Arm, ...]] = {
-    3: (Arm("base", "yolov7x-light"), Arm("width", "yolov7x-light-w1.25"), Arm("depth", "yolov7x-light-d2.0"),
-        Arm("compound", "yolov7x")),
-    4: (Arm("base", "yolov7-elan3"), *(Arm(f"({p})", f"yolov7-elan3-{p}") for p in "abcde")),
-    5: (Arm("W6 base", "yolor-w6"), Arm("W6 RepCSP", "yolor-w6-repcsp"), Arm("W6 RCSP", "yolor-w6-rcsp"),
-        Arm("W6 RepRCSP", "yolor-w6-reprcsp"), Arm("CSP base", "yolor-csp"), Arm("CSP RepRCSP", "yolor-csp-reprcsp")),
-    6: (_aux("base", aux_strategy="none"), _aux("independent", aux_strategy="independent"),
-        _aux("lead guided", aux_strategy="lead_guided"), _aux("coarse-to-fine", aux_strategy="coarse_to_fine")),
-    7: (_aux("base", aux_strategy="none"), _aux("aux without constraint", aux_decoder="free"),
-        _aux("aux with constraint", aux_decoder="constrained")),
-    8: (Arm("base", "yolov7-e6e-noaux"), Arm("aux", "yolov7-e6e-aux"), Arm("partial aux", "yolov7-e6e")),
+    3: (Arm("base", "yolov7x-light", paper="base (v7-X light)"),
+        Arm("width", "yolov7x-light-w1.25", paper="width only (1.25 w)"),
+        Arm("depth", "yolov7x-light-d2.0", paper="depth only (2.0 d)"),
+        Arm("compound", "yolov7x", paper="compound (v7-X)")),
+    4: (Arm("base", "yolov7-elan3", paper="base (3-S ELAN)"),
+        *(Arm(f"({p})", f"yolov7-elan3-{p}", paper=f"Figure 6 ({p})") for p in "abcde")),
+    5: (Arm("W6 base", "yolor-w6", paper="base (YOLOR-W6)"), Arm("W6 RepCSP", "yolor-w6-repcsp", paper="RepCSP"),
+        Arm("W6 RCSP", "yolor-w6-rcsp", paper="RCSP"), Arm("W6 RepRCSP", "yolor-w6-reprcsp", paper="RepRCSP"),
+        Arm("CSP base", "yolor-csp", paper="base (YOLOR-CSP)"),
+        Arm("CSP RepRCSP", "yolor-csp-reprcsp", paper="RepRCSP")),
+    6: (_e6("base", "base (v7-E6)", aux_strategy="none"), _e6("independent", aux_strategy="independent"),
+        _e6("lead guided", aux_strategy="lead_guided"),
+        _e6("coarse-to-fine", "coarse-to-fine lead guided", aux_strategy="coarse_to_fine")),
+    7: (_e6("base", "base (v7-E6)", aux_strategy="none"), _e6("aux without constraint", aux_decoder="free"),
+        _e6("aux with constraint", aux_decoder="constrained")),
+    8: (Arm("base", "yolov7-e6e-noaux", paper="base (v7-E6E)"), Arm("aux", "yolov7-e6e-aux"),
+        Arm("partial aux", "yolov7-e6e")),
 }
+
+
+def paper_rows(arms: Sequence[Arm]) -> dict[str, str]:
+    """Our row labels -> the paper's row names (the ``labels`` of :func:`yolov7lib.ablation.summarize`)."""
+    return {arm.label: arm.paper_row for arm in arms}
 
 
 def table_dir(prof: dict, table: int) -> Path:
