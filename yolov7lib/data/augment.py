@@ -1,6 +1,7 @@
 """The paper's training augmentation (official ``utils/datasets.py``; algorithms.md §8).
 
-Pure functions on uint8 RGB images ``(H, W, 3)`` and labels ``(n, 5)`` rows ``(class, x1, y1, x2, y2)``
+Pure functions on uint8 images ``(H, W, 3)`` in OpenCV's BGR order (as the loader decodes them;
+:func:`augment_hsv` takes RGB too) and labels ``(n, 5)`` rows ``(class, x1, y1, x2, y2)``
 in pixels; randomness comes from an explicit ``numpy.random.Generator``, so a sample's augmentation is
 fixed by ``(seed, epoch, index)`` in any worker process.
 """
@@ -147,8 +148,8 @@ def warp_image(img: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], perspect
     OpenCV's float32 rounding of source coordinates (a few pixels by a few grey levels)."""
     h, w = out_hw
     fill = (PAD_VALUE,) * 4
-    # OpenCV's SIMD warp kernels take 1 or 4 channels: padded to 4, a colour image warps 2-3x faster
-    # into the same values (tests/data_pipeline/test_dataset.py checks it)
+    # OpenCV's SIMD warp kernels take 1 or 4 channels: padded to 4, a colour image warps faster into
+    # the same values (tests/data_pipeline/test_dataset.py checks it)
     src = cv2.cvtColor(img, cv2.COLOR_BGR2BGRA) if img.ndim == 3 and img.shape[2] == 3 else img
     if perspective:
         out = cv2.warpPerspective(src, m @ _translation(*origin), dsize=(w, h), borderValue=fill)

@@ -136,8 +136,8 @@ class DetectionDataset(Dataset):
 
     def _scratch(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
         """A uint8 array of ``shape`` reused from call to call (slot 0: a decoded tile, 1: the mosaic
-        canvas), valid until its slot is asked for again. Memory that stays in the CPU caches makes
-        a training sample about 5 % faster than fresh arrays do."""
+        canvas), valid until its slot is asked for again: memory that stays in the CPU caches is
+        faster than fresh arrays."""
         n = math.prod(shape)
         if self._buffers[slot].size < n:
             self._buffers[slot] = np.empty(n, np.uint8)

@@ -49,7 +49,7 @@ def _decode_jpeg(data: bytes, order: str, buffer: np.ndarray | None = None) -> n
     upright; None where it declines.
 
     The pixels are OpenCV's (the same library with the same slow integer DCT and fancy upsampling;
-    tests check it), 10-15 % faster, and 4-channel output costs no more than 3. Files simplejpeg does
+    tests check it), faster, and 4-channel output costs no more than 3. Files simplejpeg does
     not take strictly (damaged ones, or simplejpeg missing) return None for OpenCV and PIL to decode.
     """
     try:

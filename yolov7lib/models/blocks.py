@@ -22,7 +22,7 @@ class SiLU(nn.SiLU):
     """SiLU, in place only where autograd does not record (inference, EMA evaluation).
 
     Under autograd an in-place SiLU makes torch save a copy of its input for the backward pass, so
-    training is faster out of place (7 % of a yolov7 training step on the CPU); without autograd
+    training is faster out of place; without autograd
     the in-place form saves an allocation per layer.
     """
 
