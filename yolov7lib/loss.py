@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -108,9 +108,33 @@ def _last_occurrence(cells: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def _loss_terms(groups, targets: torch.Tensor, nc: int, hyp: LossHyp) -> tuple[torch.Tensor, ...]:
-    """Weighted (box, obj, cls) sums over ``groups``: one ``(pred, positives, anchors, decoder,
-    head weight, objectness weight)`` per level of each head.
+class LevelGroup(NamedTuple):
+    """One prediction level of one head, as the loss sums it."""
+
+    pred: torch.Tensor  # raw output (bs, na, ny, nx, nc + 5)
+    positives: Candidates  # the assignment's positives on this level
+    anchors: torch.Tensor  # (na, 2), grid units
+    decoder: tuple[float, float]  # (scale, shift) of the xy offsets: (2, 0.5) constrained, (3, 1) free (Table 7)
+    head_weight: float  # 1 for the lead head, 0.25 for the auxiliary one
+    obj_weight: float  # head_weight × the level's objectness balance
+
+
+class _RowWeights(NamedTuple):
+    """Per positive row, from its level group: the decoder, the grid size and the weights that turn
+    sums into the official per-level means."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+    nx: torch.Tensor
+    ny: torch.Tensor
+    box: torch.Tensor  # head weight / positives of the level
+    cls: torch.Tensor  # head weight / (positives × classes)
+    obj: torch.Tensor  # objectness weight / cells of the level
+
+
+def _loss_terms(groups: Sequence[LevelGroup], targets: torch.Tensor, nc: int,
+                hyp: LossHyp) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted (box, obj, cls) sums over the level ``groups`` of every head.
 
     All groups' positives are decoded and scored in one pass; per-row weights turn the sums into the
     official per-level means (``lbox``: mean over the level's positives; ``lcls``: over positives ×
@@ -121,18 +145,20 @@ def _loss_terms(groups, targets: torch.Tensor, nc: int, hyp: LossHyp) -> tuple[t
     device = targets.device
     rows, cells, wh, gij, tgt, table, counts, dense = [], [], [], [], [], [], [], []
     offset = 0
-    for pred, pos, anchors, (scale, shift), head_w, obj_w in groups:
-        _, na, ny, nx, _ = pred.shape
+    for g in groups:
+        pos = g.positives
+        _, na, ny, nx, _ = g.pred.shape
         c = ((pos.b * na + pos.a) * ny + pos.gj) * nx + pos.gi
-        level_dense, ps = _LevelTerms.apply(pred, c)
-        n, area = len(pos), pred.numel() // pred.shape[-1]
-        dense.append((level_dense, obj_w / area))
+        level_dense, ps = _LevelTerms.apply(g.pred, c)
+        n, area = len(pos), g.pred.numel() // g.pred.shape[-1]
+        dense.append((level_dense, g.obj_weight / area))
         rows.append(ps)
         cells.append(c + offset)  # distinct across groups, for the duplicate-cell rule
-        wh.append(anchors[pos.a])
+        wh.append(g.anchors[pos.a])
         gij.append(torch.stack((pos.gi, pos.gj), 1))
         tgt.append(pos.target)
-        table.append((scale, shift, nx, ny, head_w / max(n, 1), head_w / max(n * nc, 1), obj_w / area))
+        table.append((*g.decoder, nx, ny, g.head_weight / max(n, 1), g.head_weight / max(n * nc, 1),
+                      g.obj_weight / area))
         counts.append(n)
         offset += area
     zero = torch.zeros((), device=device)
@@ -141,13 +167,13 @@ def _loss_terms(groups, targets: torch.Tensor, nc: int, hyp: LossHyp) -> tuple[t
     if not len(ps):
         return lbox, lobj, lcls
     group = torch.repeat_interleave(torch.arange(len(table), device=device), torch.tensor(counts, device=device))
-    t = torch.tensor(table, device=device)[group]
-    pxy = ps[:, :2].sigmoid() * t[:, :1] - t[:, 1:2]
+    w = _RowWeights(*torch.tensor(table, device=device)[group].unbind(1))
+    pxy = ps[:, :2].sigmoid() * w.scale[:, None] - w.shift[:, None]
     pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * torch.cat(wh).float()
     tgt = torch.cat(tgt)
-    tbox = targets[tgt, 2:6].float() * t[:, [2, 3, 2, 3]]
+    tbox = targets[tgt, 2:6].float() * torch.stack((w.nx, w.ny, w.nx, w.ny), 1)
     ciou = bbox_ciou(torch.cat((pxy, pwh), 1), torch.cat((tbox[:, :2] - torch.cat(gij), tbox[:, 2:]), 1))
-    lbox = ((1.0 - ciou) * t[:, 4]).sum()
+    lbox = ((1.0 - ciou) * w.box).sum()
     cells = torch.cat(cells)
     keep = _last_occurrence(cells)
     values = ciou.detach().clamp(0)
@@ -156,16 +182,16 @@ def _loss_terms(groups, targets: torch.Tensor, nc: int, hyp: LossHyp) -> tuple[t
         onehot[torch.arange(len(ps), device=device), targets[tgt, 1].long()] = 1.0 - 0.5 * hyp.label_smoothing
         bce = F.binary_cross_entropy_with_logits(ps[:, 5:], onehot, reduction="none",
                                                  pos_weight=ps.new_tensor([hyp.cls_pw]))
-        lcls = (bce.sum(1) * t[:, 5]).sum()
+        lcls = (bce.sum(1) * w.cls).sum()
     if hyp.obj_pw == 1.0:
-        return lbox, lobj - (ps[:, 4] * values * keep * t[:, 6]).sum(), lcls
+        return lbox, lobj - (ps[:, 4] * values * keep * w.obj).sum(), lcls
     # another pos_weight: the dense BCE, with its target tensor
     target = torch.zeros(offset, device=device)
     target[cells[keep]] = values[keep]
     lobj = zero
-    for (pred, *_, obj_w), tg in zip(groups, target.split([p.numel() // p.shape[-1] for p, *_ in groups])):
-        lobj = lobj + obj_w * F.binary_cross_entropy_with_logits(
-            pred[..., 4].float().reshape(-1), tg, pos_weight=tg.new_tensor([hyp.obj_pw]))
+    for g, tg in zip(groups, target.split([g.pred.numel() // g.pred.shape[-1] for g in groups])):
+        lobj = lobj + g.obj_weight * F.binary_cross_entropy_with_logits(
+            g.pred[..., 4].float().reshape(-1), tg, pos_weight=tg.new_tensor([hyp.obj_pw]))
     return lbox, lobj, lcls
 
 
@@ -207,10 +233,11 @@ def compute_loss(
     lead_pos, aux_pos = assign(lead, aux, targets, anchors, list(strides), image_hw, topq, strategy,
                                hyp.anchor_t)
     weights = balance(nl)
-    groups = [(lead[i], lead_pos[i], anchors[i], _DECODERS["constrained"], 1.0, weights[i]) for i in range(nl)]
+    groups = [LevelGroup(lead[i], lead_pos[i], anchors[i], _DECODERS["constrained"], 1.0, weights[i])
+              for i in range(nl)]
     if aux_pos is not None:
-        groups += [(aux[i], aux_pos[i], anchors[i], _DECODERS[aux_decoder], aux_weight, aux_weight * weights[i])
-                   for i in range(nl)]
+        groups += [LevelGroup(aux[i], aux_pos[i], anchors[i], _DECODERS[aux_decoder], aux_weight,
+                              aux_weight * weights[i]) for i in range(nl)]
     lbox, lobj, lcls = _loss_terms(groups, targets, nc, hyp)
     lbox, lobj, lcls = lbox * hyp.box, lobj * hyp.obj, lcls * hyp.cls
     loss = (lbox + lobj + lcls) * lead[0].shape[0]
