@@ -19,6 +19,7 @@ import torch
 import torchvision  # imported before export: the exporter's registry then knows torchvision's nms
 from torch import nn
 
+from .boxes import xywh_to_xyxy
 from .console import HelpFormatter
 from .reparam import reparameterize
 
@@ -39,8 +40,7 @@ class _WithNMS(nn.Module):
         bs, n, _ = pred.shape
         scores = pred[..., 4:5] if self.nc == 1 else pred[..., 5:] * pred[..., 4:5]
         score, cls = scores.max(-1)
-        xy, wh = pred[..., :2], pred[..., 2:4] / 2
-        boxes = torch.cat((xy - wh, xy + wh), -1).reshape(-1, 4)
+        boxes = xywh_to_xyxy(pred[..., :4]).reshape(-1, 4)
         image = torch.arange(bs, device=x.device).repeat_interleave(n)
         score, cls = score.reshape(-1), cls.reshape(-1)
         keep = score > self.conf
