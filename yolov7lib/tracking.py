@@ -10,6 +10,7 @@ the work: it is reported once as a warning and tracking is switched off for the 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .hooks import Hook, TrainingRun
 from .runtime import environment
@@ -24,6 +26,19 @@ from .runtime import environment
 
 def default_uri(root: str | os.PathLike = ".") -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str, timeout: float = 2.0) -> None:
+    """Raise ``ConnectionError`` at once when an ``http(s)://`` tracking server does not answer, instead
+    of MLflow's minutes of retries; other stores (SQLite, files) are local."""
+    url = urlsplit(uri)
+    if url.scheme not in ("http", "https"):
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(f"no MLflow server answers at {uri} ({err})") from None
 
 
 def environment_tags() -> dict[str, str]:
@@ -61,6 +76,7 @@ class Tracker:
         self._call(self._start, experiment, run_name, uri or default_uri(), nested, dict(tags or {}))
 
     def _start(self, experiment, run_name, uri, nested, tags) -> None:
+        check_reachable(uri)
         import mlflow
 
         self._mlflow = mlflow

@@ -89,3 +89,12 @@ def test_local_sqlite_store(tmp_path, monkeypatch):
     run.end()
     assert run.run_id and (tmp_path / "mlflow.db").exists()
     assert list((tmp_path / "mlartifacts").rglob("table.csv"))
+
+
+def test_an_unreachable_server_costs_seconds(tiny_data, tmp_path, monkeypatch):
+    """A server that does not answer: one warning within seconds, the run goes on untracked."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    start = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="no MLflow server answers"):
+        run = Tracker("engine-test", "offline")
+    assert not run.active and time.perf_counter() - start < 10
