@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .console import UserError
 from .models import FORMS, VARIANTS, Form, ModelConfig, build_model
 from .models.graph import YOLOv7
 from .reparam import fuse, to_deploy
@@ -48,11 +49,11 @@ TORCH_CLASSES = (
 )
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
     """The file's pickle names a global outside the allow-list; nothing from it was executed."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file is not a checkpoint this library can read, or does not fit the model."""
 
 
@@ -86,6 +87,13 @@ def _safe_load(path: str | os.PathLike) -> object:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is an empty file, not a checkpoint")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # neither a zip (torch.save) nor a pickle (legacy torch.save)
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {magic!r}); give one of our "
+                              ".pt files or an official one")
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -99,8 +107,9 @@ def _safe_load(path: str | os.PathLike) -> object:
             " official YOLOv7 module. Nothing from the file was executed. Only load files you trust"
             " with other tools."
         ) from err
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    except (RuntimeError, EOFError, IndexError, KeyError, ValueError, UnicodeDecodeError) as err:  # text, truncated
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: "
+                              f"{str(err)[:80]}); give one of our .pt files or an official one") from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,5 +271,7 @@ def load_any(path: str | os.PathLike) -> YOLOv7:
         try:
             return load_official_checkpoint(path)
         except CheckpointError as official:
+            if str(official) == str(ours):  # the file is no checkpoint at all: one reason is enough
+                raise
             raise CheckpointError(f"{path}: neither a yolov7lib checkpoint ({ours}) nor an official one "
                                   f"({official})") from official

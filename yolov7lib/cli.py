@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import train as train_module
-from .console import HelpFormatter
+from .console import HelpFormatter, run
 from .runtime import select_device
 
 
@@ -140,13 +140,14 @@ def export(argv: list[str] | None = None):
 COMMANDS = {"train": train_module.main, "val": val, "detect": detect, "bench": bench, "export": export}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``yolov7 COMMAND ...``; a mistake gives one ``error:`` line and status 2 (``--verbose``: the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: yolov7 {{{','.join(COMMANDS)}}} [flags]  (yolov7 COMMAND --help)", file=sys.stderr)
         raise SystemExit(2)
-    COMMANDS[argv[0]](argv[1:])
+    return run(COMMANDS[argv[0]], argv[1:])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,11 +1,41 @@
-"""What every command line of the package shares: help text that shows each option's default
-under a description kept as written.
+"""What every command line of the package shares: help text that shows each option's default under
+a description kept as written, and one clear line for a user's mistake.
+
+Errors the user can fix derive from :class:`UserError`; :func:`run` prints them as ``error: <what is
+wrong and how to fix it>`` and exits with status 2, with the traceback only under ``--verbose`` or
+``YOLOV7_TRACEBACK=1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """``--help``: the description as written (docstrings with examples), every option with its default."""
+
+
+class UserError(Exception):
+    """A mistake in what was asked (an argument, a file, a dataset): its message says what is wrong
+    and how to fix it."""
+
+
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
+    """Run a command line's ``main``: its exit status (0 unless it returns another int), or 2 with one
+    ``error:`` line for a :class:`UserError` or a missing file; ``--verbose`` anywhere in ``argv``, or
+    ``YOLOV7_TRACEBACK=1``, re-raises instead."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args or os.environ.get("YOLOV7_TRACEBACK", "") not in ("", "0")
+    args = [a for a in args if a != "--verbose"]
+    try:
+        result = main(args)
+    except (UserError, FileNotFoundError) as err:
+        if verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

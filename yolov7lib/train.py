@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +35,16 @@ import yaml
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
-from .console import HelpFormatter
+from .console import HelpFormatter, UserError, run
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
 from .ema import ModelEMA
 from .evaluate import METRICS, evaluate
 from .hooks import Hook
-from .hyp import load_hyp
+from .hyp import HYPS, Hyp, load_hyp
 from .loss import YOLOv7Loss
-from .models import ModelConfig, build_model
+from .models import VARIANTS, ModelConfig, build_model
 from .optim import accumulation, build_optimizer, linear, one_cycle, warmup, warmup_iterations
 from .runtime import EpochSampler, Processes, rng_state, select_device, set_rng_state, unwrap
 from .tracking import tracking_hooks
@@ -95,6 +97,41 @@ class TrainConfig:
     def save_dir(self) -> Path:
         return Path(self.project) / self.name
 
+    def check(self) -> None:
+        """Raise :class:`~yolov7lib.console.UserError` for a setting that cannot be right, before any
+        data is read."""
+        if self.model not in VARIANTS:
+            raise UserError(f"--model {self.model!r} is not a model; choose from {', '.join(VARIANTS)}")
+        for flag, value in (("--batch", self.batch_size), ("--epochs", self.epochs),
+                            ("--val-interval", self.val_interval), ("--nominal-batch", self.nominal_batch)):
+            if value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        if self.img_size < 32:
+            raise UserError(f"--img must be at least 32 pixels, got {self.img_size}")
+        if min(self.workers, self.limit_batches, self.warmup_min_iters) < 0:
+            raise UserError("--workers, --limit-batches and --warmup-min-iters cannot be negative")
+        if self.width <= 0 or self.depth <= 0:
+            raise UserError(f"--width and --depth must be positive, got {self.width}, {self.depth}")
+        for flag, value, choices in (("--amp", self.amp, AMP), ("--aux-strategy", self.aux_strategy, AUX_STRATEGIES),
+                                     ("--aux-decoder", self.aux_decoder, AUX_DECODERS)):
+            if value not in choices:
+                raise UserError(f"{flag} {value!r} is not one of {', '.join(repr(c) for c in choices)}")
+        if not 0 <= self.conf_thres <= 1 or not 0 <= self.iou_thres <= 1:
+            raise UserError("--conf-thres and --iou-thres must lie in [0, 1]")
+        if self.hyp not in HYPS and not Path(self.hyp).is_file():
+            raise UserError(f"--hyp {self.hyp!r} is neither a preset ({', '.join(HYPS)}) nor a hyp YAML file")
+        unknown = set(self.overrides) - {f.name for f in fields(Hyp)}
+        if unknown:
+            raise UserError(f"--set {', '.join(sorted(unknown))}: no such hyp value; the hyp values are "
+                            + ", ".join(f.name for f in fields(Hyp)))
+        if self.device not in ("", "cpu") and not torch.cuda.is_available():
+            raise UserError(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
+
+
+AMP = ("auto", "fp16", "bf16", "off")
+AUX_STRATEGIES = ("", "none", "independent", "lead_guided", "coarse_to_fine")
+AUX_DECODERS = ("constrained", "free")
+
 
 HELP: dict[str, str] = {  # what each TrainConfig field does (the --help of yolov7 train)
     "model": "model to build: a released YOLOv7 (yolov7-tiny, yolov7, yolov7x, yolov7-w6, yolov7-e6, yolov7-d6, "
@@ -140,6 +177,7 @@ class Trainer:
     """Holds the state of a run; :meth:`fit` runs it. Rank and world size come from the environment."""
 
     def __init__(self, cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> None:
+        cfg.check()
         self.cfg, self.hooks, self.save_dir = cfg, list(hooks), cfg.save_dir
         self.device = self._start_processes()
         self.data = DataConfig.load(cfg.data)
@@ -157,8 +195,16 @@ class Trainer:
 
     # -- the parts of a run, built in this order (the random draws of a seed depend on it) ------
     def _start_processes(self) -> torch.device:
-        """Rank and world from torchrun, the device, the process group, determinism and the seeds."""
+        """Rank and world from torchrun, the device, the process group, determinism and the seeds; on
+        rank 0 the run folder, which must be writable."""
         cfg = self.cfg
+        if int(os.environ.get("RANK", 0)) == 0:
+            try:
+                (self.save_dir / "weights").mkdir(parents=True, exist_ok=True)
+                tempfile.TemporaryFile(dir=self.save_dir / "weights").close()
+            except OSError as err:
+                raise UserError(f"cannot write the run to {self.save_dir} ({err.strerror}); choose another "
+                                "--project or --name") from None
         processes = Processes.from_environment()
         self.rank, self.world, self.local_rank = processes.rank, processes.world, processes.local_rank
         self.distributed = processes.distributed
@@ -256,6 +302,7 @@ class Trainer:
             "hyp": asdict(self.hyp),
             "metrics": self.metrics,
             "trainer_version": FORMAT_VERSION,
+            "data_path": str(Path(self.cfg.data).resolve()),  # a resume from another folder finds the data
         }
 
     def save(self, epoch: int, best: bool) -> None:
@@ -430,21 +477,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a run exactly: its last.pt, or (no value) PROJECT/NAME/weights/last.pt")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="change hyp values for this run, e.g. --set lr0=0.02 mosaic=0")
+    parser.add_argument("--exist-ok", action="store_true",
+                        help="write into PROJECT/NAME even if it exists (default: the next free NAME2, NAME3, ...)")
+
+
+def next_free(run: Path) -> Path:
+    """``run`` if no such folder exists, else the first free ``run2``, ``run3``, ... (as officially)."""
+    if not run.exists():
+        return run
+    return next(p for n in itertools.count(2) if not (p := run.with_name(f"{run.name}{n}")).exists())
+
+
+def _overrides(items: Sequence[str]) -> dict[str, float]:
+    """``--set KEY=VALUE ...`` as numbers."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise UserError(f"--set {item!r}: write KEY=NUMBER, e.g. --set lr0=0.02") from None
+        if not eq or not key:
+            raise UserError(f"--set {item!r}: write KEY=NUMBER, e.g. --set lr0=0.02")
+    return out
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
+    """The run a ``yolov7 train`` command line asks for, checked: a new run gets the next free name
+    unless ``--exist-ok``; ``--resume PATH`` continues in PATH's run folder with the run's own settings,
+    except where this command line changes them."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "overrides"}
-    overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
-    cfg = TrainConfig(**values, overrides=overrides)
+    cfg = TrainConfig(**values, overrides=_overrides(args.set))
     resume = args.resume
     if resume == "last":
         resume = str(cfg.save_dir / "weights" / "last.pt")
     if resume:
-        saved = load_checkpoint(resume).get("train_config")
-        if saved:  # the run's own settings, except where this command line changes them
-            defaults = TrainConfig()
-            given = {k: v for k, v in asdict(cfg).items() if v != getattr(defaults, k)}
-            cfg = TrainConfig(**{**saved, **given})
+        ckpt = load_checkpoint(resume)
+        if "model_state" not in ckpt:
+            raise UserError(f"--resume {resume}: this checkpoint holds weights only (a best.pt?); resume from "
+                            "the run's weights/last.pt, or start a new run with --weights")
+        saved = ckpt.get("train_config") or {}
+        given = {k: v for k, v in asdict(cfg).items() if v != getattr(TrainConfig(), k)}
+        run = Path(resume).resolve().parent.parent  # PROJECT/NAME/weights/last.pt: the run's own folder
+        data = saved.get("data", cfg.data)
+        if "data_path" in ckpt and not Path(data).exists() and Path(ckpt["data_path"]).exists():  # other cwd
+            data = ckpt["data_path"]
+        cfg = TrainConfig(**{**saved, "data": data, **given, "project": str(run.parent), "name": run.name})
+    cfg.check()
+    stride = 64 if VARIANTS[cfg.model].p6 else 32
+    if cfg.img_size % stride:
+        size = math.ceil(cfg.img_size / stride) * stride
+        warnings.warn(f"--img {cfg.img_size} is not a multiple of {cfg.model}'s largest stride {stride}: "
+                      f"training at {size}", stacklevel=2)
+        cfg = replace(cfg, img_size=size)
+    if not resume and not args.exist_ok:
+        cfg = replace(cfg, name=next_free(cfg.save_dir).name)
     return cfg, resume
 
 
@@ -452,8 +539,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="yolov7 train", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
     cfg, resume = config_from_args(parser.parse_args(argv))
+    print(f"run folder: {cfg.save_dir}")
     return train(cfg, hooks=tracking_hooks(cfg), resume=resume)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from ..console import HelpFormatter
+from ..console import HelpFormatter, UserError, run
 from .formats import DataConfig, image_files, label_path
 from .images import inspect_image
 from .labels import SKIPPED, Problem, parse_labels
@@ -51,7 +51,7 @@ from .labels import SKIPPED, Problem, parse_labels
 CACHE_VERSION = 3  # 3: paths relative to the cache's folder (a dataset's bytes do not depend on where it lies)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset with nothing usable left."""
 
 
@@ -229,4 +229,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

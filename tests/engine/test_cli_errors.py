@@ -1,0 +1,79 @@
+"""Mistakes cost nothing: every probe of a bad input gives one ``error:`` line and status 2, before any
+data is read; no run is overwritten; a resume writes beside its checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pytest
+
+from yolov7lib.cli import main as cli
+from yolov7lib.console import UserError
+from yolov7lib.train import add_arguments, config_from_args
+
+PROBES = {  # arguments -> what the one line must say
+    "train --batch 0": "--batch must be at least 1",
+    "train --epochs -1": "--epochs must be at least 1",
+    "train --val-interval 0": "--val-interval must be at least 1",
+    "train --amp fp61": "--amp 'fp61' is not one of",
+    "train --aux-strategy lead": "--aux-strategy 'lead' is not one of",
+    "train --hyp nope": "neither a preset (p5, p6, tiny)",
+    "train --set lr0": "write KEY=NUMBER",
+    "train --set lr=0.1": "--set lr: no such hyp value",
+    "train --model yolov9": "is not a model; choose from",
+    "train --device cuda:0": "CUDA is not available",
+    "val --weights EMPTY --data x.yaml": "is an empty file, not a checkpoint",
+    "val --weights TEXT --data x.yaml": "is not a PyTorch checkpoint",
+    "detect --weights MISSING --source .": "no checkpoint at",
+}
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_one_clear_line_for_a_mistake(probe, tmp_path, capsys, monkeypatch):
+    if "cuda" in probe:
+        monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    (tmp_path / "empty.pt").touch()
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    files = {"EMPTY": tmp_path / "empty.pt", "TEXT": tmp_path / "text.pt", "MISSING": tmp_path / "none.pt"}
+    argv = [str(files.get(a, a)) for a in probe.split()]
+    monkeypatch.chdir(tmp_path)  # no data/synthetic here: a check that came after reading data would fail
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and PROBES[probe] in err[0], err
+    with pytest.raises((UserError, FileNotFoundError)):  # --verbose: the traceback instead
+        cli([*argv, "--verbose"])
+
+
+def _config(argv: list[str]):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_a_taken_run_name_gets_the_next_free_one(tmp_path):
+    flags = ["--project", str(tmp_path), "--name", "exp"]
+    assert _config(flags)[0].name == "exp"
+    (tmp_path / "exp").mkdir()
+    assert _config(flags)[0].name == "exp2"
+    (tmp_path / "exp2").mkdir()
+    assert _config(flags)[0].name == "exp3"
+    assert _config([*flags, "--exist-ok"])[0].name == "exp"
+
+
+def test_img_rounded_up_to_the_largest_stride():
+    with pytest.warns(UserWarning, match="not a multiple of yolov7-e6's largest stride 64: training at 128"):
+        assert _config(["--model", "yolov7-e6", "--img", "100", "--exist-ok"])[0].img_size == 128
+
+
+def test_resume_writes_beside_its_checkpoint(trained, tmp_path, monkeypatch):
+    cfg, _ = trained
+    copy = tmp_path / "elsewhere" / "copied_run"
+    shutil.copytree(cfg.save_dir, copy)
+    monkeypatch.chdir(tmp_path)  # another working folder: the data is found through the checkpoint
+    resumed, path = _config(["--resume", str(copy / "weights" / "last.pt")])
+    assert resumed.save_dir == copy.resolve() and Path(resumed.data).exists()
+    assert resumed.model == cfg.model and resumed.epochs == cfg.epochs
+    with pytest.raises(UserError, match="holds weights only"):
+        _config(["--resume", str(copy / "weights" / "best.pt")])
