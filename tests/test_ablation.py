@@ -107,7 +107,7 @@ def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     prof = {"name": "test", "train": {"img_size": 64, "epochs": 1}, "seeds": [0]}
     summary = ablation.summarize(runs(better=[0.02, 0.03, 0.04]), PAPER, {})
-    with pipeline.TableRun("Table X", prof, tmp_path / "runs", data="data.yaml") as table:
+    with pipeline.TableRun(99, prof, tmp_path / "runs", data="data.yaml") as table:
         arm = pipeline.Arm("better", "yolov7-tiny")
         cfg = pipeline.train_config(prof, arm, 0, tmp_path, "data.yaml")
         table._log_final(cfg, arm, 0, {"val/AP": 0.33}, reused=True)

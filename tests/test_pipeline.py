@@ -150,10 +150,10 @@ def test_arms_in_a_pool_of_processes_train_as_in_one_process(tiny_data, tmp_path
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        here = pipeline.TableRun("Table X", prof, tmp_path / "one", str(tiny_data), tracking=False, jobs=1).run(arms)
+        here = pipeline.TableRun(99, prof, tmp_path / "one", str(tiny_data), tracking=False, jobs=1).run(arms)
     finally:
         torch.set_num_threads(threads)
-    pool = pipeline.TableRun("Table X", prof, tmp_path / "two", str(tiny_data), tracking=False, jobs=2)
+    pool = pipeline.TableRun(99, prof, tmp_path / "two", str(tiny_data), tracking=False, jobs=2)
     assert pool.run(arms) == here
     for _, _, cfg in pool.configs(arms):
         one = checkpoint.load_checkpoint(tmp_path / "one" / "runs" / cfg.name / "weights" / "last.pt")
@@ -173,3 +173,42 @@ def test_one_command_per_arm_and_seed_for_a_scheduler(capsys):
     with pytest.raises(SystemExit):
         pipeline.main(["train", "6", "--arm", "nope", "--profile", "smoke"])
     assert "table 6 has no arm 'nope'; its arms: 'base', 'independent'" in capsys.readouterr().err
+
+
+def _block_depths(variant) -> list[int]:
+    """The depth of every computational block: ELAN (or E-ELAN) convs, CSP repeats."""
+    blocks = [s.block for s in variant.stages] + [lv.block for lv in variant.top_down + variant.bottom_up]
+    return [getattr(getattr(b, "elan", b), "depth", getattr(b, "n", 0)) for b in blocks]
+
+
+@pytest.mark.parametrize("number", sorted(pipeline.ABLATIONS))
+def test_the_cpu_profile_keeps_each_tables_structural_point(number):
+    """At the cpu profile's reduction each arm differs from its base as at full scale: the same arms are
+    distinct networks, RepConv placements all exist, and block depths keep their ratios to the base."""
+    import torch
+
+    from yolov7lib.models import VARIANTS, build_model
+    from yolov7lib.models.scaling import multiply
+
+    train = pipeline.table_profile(pipeline.profile("cpu", ROOT / "params.yaml"), number)["train"]
+    arms = pipeline.ABLATIONS[number]
+    full = [VARIANTS[a.model] for a in arms]
+    reduced = [multiply(v, train["width"], train["depth"]) for v in full]
+
+    def layers(name: str, width: float = 1.0, depth: float = 1.0) -> list[str]:
+        """The built network's layer types in order (the structure, whatever the widths)."""
+        with torch.device("meta"):
+            model = build_model(name, "training", 3, width, depth)
+        return [type(m).__name__ for m in model.modules()]
+
+    full_layers = [layers(a.model) for a in arms]
+    reduced_layers = [layers(a.model, train["width"], train["depth"]) for a in arms]
+    same = [[a == b for b in full_layers] for a in full_layers]
+    assert [[a == b for b in reduced_layers] for a in reduced_layers] == same
+    for f, r in zip(full_layers, reduced_layers):  # RepConv placements survive the reduction
+        assert f.count("RepConv") == 0 or r.count("RepConv") > 0
+    base_full, base_reduced = _block_depths(full[0]), _block_depths(reduced[0])
+    for f, r in zip(full, reduced):
+        if len(_block_depths(f)) == len(base_full):
+            assert [a / b for a, b in zip(_block_depths(f), base_full)] == \
+                [a / b for a, b in zip(_block_depths(r), base_reduced)], f.name

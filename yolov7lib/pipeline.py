@@ -128,6 +128,13 @@ def paper_rows(arms: Sequence[Arm]) -> dict[str, str]:
     return {arm.label: arm.paper_row for arm in arms}
 
 
+def table_profile(prof: dict, table: int) -> dict:
+    """``prof`` with the ``train`` changes its ``tables`` entry makes for every arm of ``table`` (a
+    reduction that would erase a table's structural point, such as ELAN depths, is undone there)."""
+    changes = (prof.get("tables") or {}).get(table, {})
+    return {**prof, "train": {**prof.get("train", {}), **changes}} if changes else prof
+
+
 def table_dir(prof: dict, table: int) -> Path:
     """Where a table's runs live under a profile (``runs/pipeline/<profile>/table<N>``)."""
     return Path("runs") / "pipeline" / prof["name"] / f"table{table}"
@@ -184,16 +191,17 @@ class TableRun:
     With tracking, one MLflow parent run holds a nested run per arm and seed (the training's own, or
     one with the final metrics of a reused run) and the table's CSV, markdown and figure::
 
-        with pipeline.TableRun("Table 6", prof, "runs/pipeline/cpu/table6") as table:
+        with pipeline.TableRun(6, prof) as table:
             rows = table.run(arms)
             table.write(ablation.summarize(rows, pipeline.paper_table(6), labels), "results/06/table6", title)
     """
 
-    def __init__(self, table: str, prof: dict, out: str | os.PathLike, data: str | None = None,
+    def __init__(self, number: int, prof: dict, out: str | os.PathLike | None = None, data: str | None = None,
                  tracking: bool = True, jobs: int | None = None) -> None:
-        self.table, self.prof, self.out = table, prof, Path(out)
+        self.table, self.prof = f"Table {number}", table_profile(prof, number)
+        self.out = Path(out) if out is not None else table_dir(prof, number)
         self.data = data or data_yaml(prof)
-        self.experiment = f"yolov7lib-{table.replace(' ', '').lower()}"
+        self.experiment = f"yolov7lib-table{number}"
         self.tracking, self.parent = tracking, None
         self.jobs = jobs if jobs is not None else prof.get("jobs", 1)
 
@@ -430,8 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed is not None:
             prof = {**prof, "seeds": [args.seed]}
         started = time.perf_counter()
-        rows = TableRun(f"Table {args.table}", prof, table_dir(prof, args.table), tracking=False,
-                        jobs=args.jobs).run(arms)
+        rows = TableRun(args.table, prof, tracking=False, jobs=args.jobs).run(arms)
         print(f"{len(rows)} run(s) of table {args.table} finished in {time.perf_counter() - started:.0f} s")
     return 0
 
