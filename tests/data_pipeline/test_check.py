@@ -61,6 +61,8 @@ CASES = {  # name: (image bytes or None for missing, label text or bytes or None
     "columns": (jpeg(), "0 0.5 0.5 0.2\n" + GOOD),
     "text": (jpeg(), "person 0.5 0.5 0.2 0.2\n" + GOOD),
     "polygon": (jpeg(), "2 0.1 0.1 0.4 0.1 0.4 0.5 0.1 0.5\n"),
+    "byte_order_mark": (jpeg(), "\ufeff" + GOOD),
+    "pixels": (jpeg(), "0 32 24 10 10\n" + GOOD),
 }
 NC = 3
 
@@ -100,16 +102,19 @@ def test_every_problem_is_fixed_or_skipped_and_counted(corpus):
     kept = {im.path.stem: im for im in rep.images}
     skipped = {"corrupt", "truncated", "empty_image", "label_binary", "missing"}
     assert set(kept) == set(CASES) - skipped
-    assert len(caught) == len(rep.problems) >= 20  # one warning per problem
+    assert len(rep.problems) >= 20 and len(caught) == 1  # one summary warning, every problem counted in it
+    assert "python -m yolov7lib.data.check" in str(caught[0].message)
+    assert f"{len(rep.problems)} data problem(s)" in str(caught[0].message)
     kinds = {(a, k) for a, k in rep.summary}
     for expected in [("skipped", "image missing"), ("skipped", "label file unreadable"),
                      ("fixed", "EXIF orientation"), ("fixed", "16-bit image"), ("fixed", "alpha channel"),
                      ("fixed", "non-RGB image"), ("fixed", "duplicate row"), ("fixed", "box partly outside the image"),
                      ("skipped", "box outside the image"), ("skipped", "non-positive box size"),
-                     ("skipped", "bad class id"), ("skipped", "NaN or inf"), ("skipped", "malformed row")]:
+                     ("skipped", "bad class id"), ("skipped", "NaN or inf"), ("skipped", "malformed row"),
+                     ("fixed", "no label file")]:
         assert expected in kinds, expected
     for name in ("outside", "zero_size", "negative_size", "class_too_big", "class_negative", "class_float", "nan",
-                 "inf", "duplicates", "columns", "text"):
+                 "inf", "duplicates", "columns", "text", "byte_order_mark", "pixels"):
         assert kept[name].classes.tolist() == [0], name  # the bad row gone, the good one kept
     assert kept["partly_outside"].boxes[0, 0] + kept["partly_outside"].boxes[0, 2] / 2 == pytest.approx(1.0)
     assert kept["exif_rotated"].size == (64, 48)  # upright frame: rotated 90 degrees
@@ -147,9 +152,33 @@ def test_nothing_usable_is_one_clear_error(tmp_path):
 
 
 def test_check_cli(corpus, capsys):
-    assert main([str(corpus / "data.yaml")]) == 0
+    assert main([str(corpus)]) == 0  # a dataset folder holding data.yaml
     out = capsys.readouterr().out
     assert "[train]" in out and "skipped image missing" in out and "box sizes" in out
+    assert "coordinates look like pixels" in out and "fixed   no label file" in out
+    assert not (corpus / "labels" / "train.cache.json").exists()  # no cache unless asked
+    assert main([str(corpus / "data.yaml"), "--cache"]) == 0 and (corpus / "labels" / "train.cache.json").exists()
+
+
+def test_a_misnamed_labels_folder_is_named_in_one_warning(corpus):
+    (corpus / "labels").rename(corpus / "label")
+    rep, caught = check(corpus, cache=False)
+    assert len(caught) == 1 and "No image has a label file" in str(caught[0].message)
+    assert str(corpus / "labels" / "train") in str(caught[0].message)
+    assert not any(len(im.classes) for im in rep.images)
+
+
+@pytest.mark.parametrize("yaml, error", [("train: a\nval: a\n", "give the classes as nc"),
+                                         ("train: a\nval: a\nnc: 0\n", "nc must be at least 1"),
+                                         ("train: a\nnc: 2\n", "lacks val"),
+                                         ("- just\n- a list\n", "is not a data YAML")])
+def test_a_data_yaml_that_cannot_be_right_is_an_error(tmp_path, yaml, error):
+    from yolov7lib.console import UserError
+    from yolov7lib.data.formats import DataConfig
+
+    (tmp_path / "data.yaml").write_text(yaml)
+    with pytest.raises(UserError, match=error):
+        DataConfig.load(tmp_path / "data.yaml")
 
 
 def test_strict_reader_refuses_bad_rows(tmp_path):

@@ -77,3 +77,16 @@ def test_resume_writes_beside_its_checkpoint(trained, tmp_path, monkeypatch):
     assert resumed.model == cfg.model and resumed.epochs == cfg.epochs
     with pytest.raises(UserError, match="holds weights only"):
         _config(["--resume", str(copy / "weights" / "best.pt")])
+
+
+def test_training_on_a_split_without_objects_is_an_error(tmp_path):
+    from conftest import tiny_config
+
+    from yolov7lib.data.synthetic import generate
+    from yolov7lib.train import Trainer
+
+    data = generate(tmp_path / "data", train=4, val=2, size=64, seed=1, workers=1)
+    for label in (tmp_path / "data" / "labels" / "train").glob("*.txt"):
+        label.write_text("")
+    with pytest.raises(UserError, match="has no objects: nothing to learn"):
+        Trainer(tiny_config(data, tmp_path / "runs"))

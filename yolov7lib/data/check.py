@@ -46,9 +46,9 @@ from PIL import UnidentifiedImageError
 from ..console import HelpFormatter, UserError, run
 from .formats import DataConfig, image_files, label_path
 from .images import inspect_image
-from .labels import SKIPPED, Problem, parse_labels
+from .labels import NO_LABEL_FILE, SKIPPED, Problem, parse_labels
 
-CACHE_VERSION = 3  # 3: paths relative to the cache's folder (a dataset's bytes do not depend on where it lies)
+CACHE_VERSION = 4  # 3: paths relative to the cache's folder; 4: images without a label file are reported
 
 
 class DatasetError(UserError, RuntimeError):
@@ -137,8 +137,10 @@ def _decode(path: Path, entry: dict, root: Path) -> tuple[CheckedImage | None, l
                         [np.asarray(s, dtype=np.float32) for s in im["segments"]]), problems
 
 
-def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = True) -> SplitReport:
-    """Check a YOLO-format split; raise :class:`DatasetError` if no usable image is left."""
+def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = True,
+               data_yaml: str | os.PathLike | None = None) -> SplitReport:
+    """Check a YOLO-format split; raise :class:`DatasetError` if no usable image is left. With ``warn``,
+    one warning sums up the problems (``data_yaml`` names the checker command that lists them)."""
     files = image_files(sources)
     cache_path = None
     entries: dict = {}
@@ -170,13 +172,34 @@ def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = Tr
             os.replace(tmp, cache_path)
         except OSError as err:  # read-only dataset: no cache
             warnings.warn(f"cannot write label cache {cache_path}: {err}", RuntimeWarning, stacklevel=2)
-    if warn:
-        for p in problems:
-            warnings.warn(str(p), RuntimeWarning, stacklevel=2)
+    if warn and problems:
+        warnings.warn(summary(problems, sources, len(images), data_yaml), RuntimeWarning, stacklevel=2)
     if not images:
         raise DatasetError(f"no usable image in {', '.join(map(str, sources))}: {len(files)} files, "
                            f"{len(problems)} problems (run python -m yolov7lib.data.check)")
     return SplitReport(images, problems, nc)
+
+
+def summary(problems: list[Problem], sources: list[Path], images: int, data_yaml: str | os.PathLike | None = None,
+            ) -> str:
+    """One line for a split's problems: counts per kind, a hint where no image of the ``images`` has a
+    label file, and the command that lists every problem."""
+    counts = Counter((p.action, p.kind) for p in problems)
+    text = (f"{len(problems)} data problem(s) in {', '.join(map(str, sources))}: "
+            + "; ".join(f"{n} {action} {kind}" for (action, kind), n in sorted(counts.items())))
+    hint = _no_labels_hint(problems, images)
+    text += f". {hint}" if hint else ""
+    command = f"python -m yolov7lib.data.check {data_yaml}" if data_yaml else "python -m yolov7lib.data.check"
+    return text + f". `{command}` lists every one."
+
+
+def _no_labels_hint(problems: list[Problem], images: int) -> str:
+    """Where no image of a split has a label file, the likely cause (a misnamed labels folder)."""
+    missing = [p for p in problems if p.kind == NO_LABEL_FILE]
+    if not images or len(missing) != images:
+        return ""
+    return (f"No image has a label file: labels are read from the images' folder with images -> labels "
+            f"({missing[0].path.parent}); is that folder named otherwise?")
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -202,6 +225,8 @@ def report(config: DataConfig, split: str, rep: SplitReport) -> str:
             lines.append(f"    {n:5d} {action} {kind}")
         lines += [f"    {p.action:7s} {p.kind}: {_shown(p.path, config.root)}" + (f" ({p.detail})" if p.detail else "")
                   for p in rep.problems]
+        hint = _no_labels_hint(rep.problems, len(rep.images))
+        lines += [f"  {hint}"] if hint else []
     else:
         lines.append("  no problems")
     return "\n".join(lines)
@@ -210,8 +235,9 @@ def report(config: DataConfig, split: str, rep: SplitReport) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.data.check", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("data", type=Path, help="data YAML (train / val / nc / names)")
-    parser.add_argument("--no-cache", action="store_true", help="read every file again; write no label cache")
+    parser.add_argument("data", type=Path, help="data YAML (train / val / nc / names), or a folder holding data.yaml")
+    parser.add_argument("--cache", action="store_true",
+                        help="write the label caches beside the labels (training reads and writes them anyway)")
     args = parser.parse_args(argv)
     config = DataConfig.load(args.data)
     status = 0
@@ -219,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rep = load_split(getattr(config, split), config.nc, cache=not args.no_cache, warn=False)
+                rep = load_split(getattr(config, split), config.nc, cache=args.cache, warn=False)
         except (DatasetError, FileNotFoundError) as err:
             print(f"[{split}] ERROR: {err}")
             status = 1

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..console import UserError
 from .labels import SKIPPED, parse_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -42,6 +43,10 @@ class Sample:
     image_id: int | None = None
 
 
+class DataConfigError(UserError, ValueError):
+    """A data YAML that cannot be right."""
+
+
 @dataclass
 class DataConfig:
     """An official / Ultralytics data YAML: split sources, class count and names."""
@@ -51,17 +56,27 @@ class DataConfig:
     val: list[Path]
     nc: int
     names: list[str]
+    path: Path | None = None  # the YAML file
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DataConfig:
+        """Read a data YAML, or the ``data.yaml`` of a dataset folder."""
         import yaml
 
         path = Path(path)
+        if path.is_dir():
+            if not (path / "data.yaml").is_file():
+                raise DataConfigError(f"{path} is a folder without a data.yaml; give the data YAML")
+            path = path / "data.yaml"
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise DataConfigError(f"{path} is not a data YAML (train, val, nc, names)")
         missing = [k for k in ("train", "val") if k not in raw]
         if missing:
-            raise ValueError(f"{path}: data YAML lacks {', '.join(missing)}")
+            raise DataConfigError(f"{path}: data YAML lacks {', '.join(missing)}")
+        if "nc" not in raw and not raw.get("names"):
+            raise DataConfigError(f"{path}: give the classes as nc (their number) or names (a list)")
         root = Path(raw.get("path") or ".")
         if not root.is_absolute():
             root = (path.parent / root).resolve()
@@ -69,15 +84,17 @@ class DataConfig:
         if isinstance(names, dict):
             names = [names[k] for k in sorted(names)]
         nc = int(raw.get("nc", len(names or [])))
+        if nc < 1:
+            raise DataConfigError(f"{path}: nc must be at least 1, got {nc}")
         names = [str(n) for n in (names or [f"class{i}" for i in range(nc)])]
         if len(names) != nc:
-            raise ValueError(f"{path}: nc={nc} but {len(names)} names")
+            raise DataConfigError(f"{path}: nc={nc} but {len(names)} names")
 
         def sources(v) -> list[Path]:
             items = v if isinstance(v, list) else [v]
             return [p if p.is_absolute() else root / p for p in map(Path, items)]
 
-        return cls(root, sources(raw["train"]), sources(raw["val"]), nc, names)
+        return cls(root, sources(raw["train"]), sources(raw["val"]), nc, names, path)
 
 
 def image_files(sources: Sequence[Path]) -> list[Path]:

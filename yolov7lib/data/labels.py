@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 FIXED, SKIPPED = "fixed", "skipped"
+NO_LABEL_FILE = "no label file"
 ROUNDING = 1e-4  # label files round coordinates: a box this little outside is clipped silently
 
 
@@ -30,10 +31,10 @@ class Problem:
 def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[Problem]]:
     """Valid rows of a YOLO label file (classes, normalised xywh, polygons) and the problems met."""
     problems = []
-    if not path.exists():
-        return np.zeros(0), np.zeros((0, 4)), [], problems
+    if not path.exists():  # the image counts as one without objects
+        return np.zeros(0), np.zeros((0, 4)), [], [Problem(path, NO_LABEL_FILE, FIXED, "no objects assumed")]
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as err:
         raise ValueError(f"not text ({err.reason})") from err
     classes, boxes, polygons, seen = [], [], [], set()
@@ -70,7 +71,9 @@ def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.n
                 problems.append(Problem(path, "non-positive box size", SKIPPED, f"line {k}"))
                 continue
         if x2 <= 0 or y2 <= 0 or x1 >= 1 or y1 >= 1:
-            problems.append(Problem(path, "box outside the image", SKIPPED, f"line {k}"))
+            pixels = max(nums[1:]) > 2  # YOLO labels are fractions of the image
+            problems.append(Problem(path, "box outside the image", SKIPPED, f"line {k}" + (
+                ": coordinates look like pixels; YOLO labels are normalised to [0, 1]" if pixels else "")))
             continue
         if min(x1, y1) < -ROUNDING or max(x2, y2) > 1 + ROUNDING:
             problems.append(Problem(path, "box partly outside the image", FIXED, f"line {k}: clipped"))
