@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import train as train_module
-from .console import HelpFormatter, run
+from .console import HelpFormatter, UserError, run
 from .runtime import select_device
 
 
@@ -55,6 +56,12 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
     data = DataConfig.load(args.data)
+    if model.head.nc != data.nc:
+        raise UserError(f"--weights {args.weights} predicts {model.head.nc} classes but {args.data} has {data.nc}: "
+                        "evaluate a model on data with its own classes")
+    if model.config.names and list(model.config.names) != list(data.names):
+        warnings.warn(f"--weights {args.weights} was trained with the class names {list(model.config.names)}, "
+                      f"{args.data} names {data.names}: the metrics pair them by index", UserWarning, stacklevel=2)
     dataset = validation_dataset(data, args.img, int(max(model.head.strides)), args.batch, args.task, warn=True)
     result = evaluate(model, dataset, data.names, batch_size=args.batch, conf_thres=args.conf_thres,
                       iou_thres=args.iou_thres, half=_half(args, device), workers=args.workers,

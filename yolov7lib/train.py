@@ -34,7 +34,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_official_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_official_checkpoint, save_checkpoint
 from .console import HelpFormatter, UserError, run
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
@@ -280,16 +280,31 @@ class Trainer:
 
     # -- weights and checkpoints ---------------------------------------------------------------
     def _load_weights(self, model: nn.Module, path: str) -> None:
-        """Initial weights: entries of the same name and shape (anchors excluded), as officially."""
+        """Initial weights: entries of the same name and shape (anchors excluded), as officially; what
+        differs between the checkpoint's model and this run's, and what was not transferred, is said."""
         try:
-            state = load_checkpoint(path)["state_dict"]
-        except ValueError:
-            state = load_official_checkpoint(path, "training").state_dict()
+            ckpt = load_checkpoint(path)
+            state, theirs = ckpt["state_dict"], ModelConfig(**ckpt["config"])
+        except CheckpointError:
+            source = load_official_checkpoint(path, "training")
+            state, theirs = source.state_dict(), source.config
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and "anchor" not in k}
         model.load_state_dict(usable, strict=False)
-        if self.rank == 0:
-            print(f"transferred {len(usable)}/{len(own)} entries from {path}")
+        if self.rank != 0:
+            return
+        ours = model.config
+        pairs = (("model", theirs.name, ours.name), ("nc", theirs.nc, ours.nc), ("width", theirs.width, ours.width),
+                 ("depth", theirs.depth, ours.depth))
+        differs = [f"{name} {a} -> {b}" for name, a, b in pairs if a != b]
+        layers = sorted({".".join(k.split(".")[:2]) for k in own if k not in usable and "anchor" not in k},
+                        key=lambda name: int(name.split(".")[1]))
+        print(f"--weights {path}: transferred {len(usable)} of {len(own)} tensors"
+              + (f" ({', '.join(differs)})" if differs else "")
+              + (f"; not transferred (kept at their initialization): {', '.join(layers)}" if layers else ""))
+        if len(usable) < len(own) // 2:
+            warnings.warn(f"--weights {path} fits less than half of {ours.name}: most layers start from scratch",
+                          RuntimeWarning, stacklevel=3)
 
     def state(self, epoch: int) -> dict[str, Any]:
         return {

@@ -90,3 +90,29 @@ def test_training_on_a_split_without_objects_is_an_error(tmp_path):
         label.write_text("")
     with pytest.raises(UserError, match="has no objects: nothing to learn"):
         Trainer(tiny_config(data, tmp_path / "runs"))
+
+
+def test_fine_tuning_says_what_differs_and_what_was_not_transferred(trained, tmp_path, capsys):
+    from conftest import tiny_config
+
+    from yolov7lib.train import Trainer
+
+    cfg, _ = trained
+    best = str(cfg.save_dir / "weights" / "best.pt")
+    Trainer(tiny_config(cfg.data, tmp_path, name="same", weights=best))
+    same = capsys.readouterr().out
+    assert "transferred" in same and "->" not in same and "not transferred" not in same
+    with pytest.warns(RuntimeWarning, match="fits less than half"):
+        Trainer(tiny_config(cfg.data, tmp_path, name="narrow", weights=best, width=0.5))
+    narrow = capsys.readouterr().out
+    assert "width 1.0 -> 0.5" in narrow and "not transferred (kept at their initialization): model.0" in narrow
+
+
+def test_val_refuses_a_model_of_other_classes(trained, tmp_path, capsys):
+    from yolov7lib.data.synthetic import Scene, generate
+
+    cfg, _ = trained
+    other = generate(tmp_path / "three", train=2, val=2, size=64, seed=2, workers=1, scene=Scene(classes=3))
+    assert cli(["val", "--weights", str(cfg.save_dir / "weights" / "best.pt"), "--data", str(other),
+                "--no-tracking"]) == 2
+    assert "predicts 8 classes but" in capsys.readouterr().err
