@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint repro table bench-install gpu-check gpu-wheels clean
+.PHONY: install test lint repro lab table bench-install gpu-check gpu-wheels clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(VENV)/.dev
 
 repro: $(VENV)/.pipeline  ## regenerate results/ with DVC (embedded default profile)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+
+# JupyterLab refuses root unless told (containers often run as root)
+lab: $(VENV)/.dev  ## JupyterLab on notebooks/ (LAB_ARGS: more jupyter lab flags, e.g. --no-browser --port 8890)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 table: $(VENV)/.dev
 	$(PY) -m yolov7lib.models --table

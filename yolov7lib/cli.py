@@ -16,7 +16,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import train as train_module
@@ -48,7 +47,9 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA (Table 10)")
     p.add_argument("--coco-json", help="score against this COCO annotation file (ids = file stems, 91-id map)")
-    p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, the PR curve and confusion matrix")
+    p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, the PR curve and confusion matrix "
+                   "(taken: the next free OUT2, OUT3, ...)")
+    p.add_argument("--exist-ok", action="store_true", help="write into --out even if it exists")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True, help="log to MLflow")
     p.add_argument("--experiment", default="yolov7lib-val", help="MLflow experiment name")
@@ -66,7 +67,7 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     result = evaluate(model, dataset, data.names, batch_size=args.batch, conf_thres=args.conf_thres,
                       iou_thres=args.iou_thres, half=_half(args, device), workers=args.workers,
                       coco_json=args.coco_json)
-    out = Path(args.out)
+    out = Path(args.out) if args.exist_ok else train_module.next_free(Path(args.out))
     result.save(out)
     print(" ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     if args.tracking:
@@ -81,54 +82,86 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
 
 
 def detect(argv: list[str] | None = None) -> list[dict]:
-    """Detect objects in images; write annotated copies and ``detections.json``."""
+    """Detect objects in images and videos: annotated copies under --out at the sources' relative paths,
+    ``detections.json`` (images) and ``detections.jsonl`` (one line per video frame).
+
+    yolov7 detect --weights best.pt --source photos/ clips/*.mp4 --out runs/detect/exp
+    """
+    import os
+
     import cv2
+    from tqdm import tqdm
 
     from .checkpoint import load_any
     from .data.formats import image_files
-    from .data.images import load_rgb
-    from .predict import predict
+    from .data.images import Video
+    from .predict import SOURCE_SUFFIXES, VIDEO_SUFFIXES, annotate, predict, read_source
     from .reparam import fuse
 
-    p = argparse.ArgumentParser(prog="yolov7 detect", description="Detect objects in images; write annotated "
-                                "copies and detections.json.", formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="yolov7 detect", description=detect.__doc__, formatter_class=HelpFormatter)
     p.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
-    p.add_argument("--source", required=True, help="an image, a directory or a list file")
+    p.add_argument("--source", required=True, nargs="+", help="images, videos (mp4/avi/mov/mkv), folders of "
+                   "them, list files or glob patterns such as 'clips/*.mp4'")
     p.add_argument("--img", "--img-size", dest="img", type=int, default=640, help="inference size in pixels")
     p.add_argument("--conf-thres", type=float, default=0.25, help="lowest score kept")
     p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA")
-    p.add_argument("--out", default="runs/detect/exp", help="folder for the annotated images and detections.json")
+    p.add_argument("--out", default="runs/detect/exp", help="folder for the annotated images and videos and "
+                   "the detections (taken: the next free OUT2, OUT3, ...)")
+    p.add_argument("--exist-ok", action="store_true", help="write into --out even if it exists")
     args = p.parse_args(argv)
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
+    files = image_files(args.source, SOURCE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images or videos in {' '.join(args.source)}")
     if _half(args, device):
         model.half()
     model.to(memory_format=torch.channels_last)  # the fastest path measured by yolov7 bench
-    names = list(model.config.names or [str(i) for i in range(model.head.nc)])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    files = image_files([Path(args.source)])
-    if not files:
-        raise SystemExit(f"no images in {args.source}")
-    from tqdm import tqdm
+    out = Path(args.out) if args.exist_ok else train_module.next_free(Path(args.out))
+    root = Path(os.path.commonpath([f.resolve().parent for f in files]))
+    videos = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
+    failed: list[str] = []
+    records: list[dict] = []
+    writers: dict[Path, cv2.VideoWriter] = {}
+    images = frames = 0
 
-    for path in tqdm(files, desc="detect"):
-        bgr = load_rgb(path, bgr=True)
-        det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres)
-        canvas = bgr.copy()
-        for x1, y1, x2, y2, score, cls in det.tolist():
-            label = f"{names[int(cls)]} {score:.2f}"
-            color = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(0, 255, 3))
-            cv2.rectangle(canvas, (round(x1), round(y1)), (round(x2), round(y2)), color, 2)
-            cv2.putText(canvas, label, (round(x1), max(round(y1) - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
-            records.append({"image": str(path), "class": int(cls), "name": names[int(cls)], "score": round(score, 5),
-                            "box_xyxy": [round(v, 2) for v in (x1, y1, x2, y2)]})
-        cv2.imwrite(str(out / path.name), canvas)
-    (out / "detections.json").write_text(json.dumps(records, indent=1))
-    print(f"{len(records)} detections in {len(files)} images -> {out}")
+    def frame_count(video: Path) -> int:
+        try:
+            return Video.open(video).frames
+        except OSError:
+            return 0  # read_source reports it
+
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(files) - len(videos) + sum(map(frame_count, videos))
+    try:
+        with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
+            for path, frame, bgr in read_source(files, lambda path, err: failed.append(f"{path} ({err})")):
+                det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres, str(path), frame)
+                target = out / path.resolve().relative_to(root)  # the source's own layout: nothing overwritten
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if frame is None:
+                    cv2.imwrite(str(target), annotate(bgr, det))
+                    records += [{"image": str(path), **r} for r in det.records()]
+                    images += 1
+                else:
+                    if path not in writers:
+                        writers[path] = Video.open(path).writer(target)
+                    writers[path].write(annotate(bgr, det))
+                    lines.write(json.dumps({"video": str(path), "frame": frame, "detections": det.records()}) + "\n")
+                    frames += 1
+                bar.update()
+    finally:
+        for writer in writers.values():
+            writer.release()
+        (out / "detections.json").write_text(json.dumps(records, indent=1))
+    if not videos:
+        (out / "detections.jsonl").unlink()
+    print(f"{len(records)} detections in {images} images and {frames} video frames -> {out}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(files)} inputs could not be read: {'; '.join(failed)} "
+                        f"(the detections of the others are in {out})")
     return records
 
 

@@ -396,7 +396,7 @@ def generate_data(prof: dict, out: str | os.PathLike = "data/synthetic") -> Path
     # write the label caches now, so that later readers find them and the stage's output stays unchanged
     config = DataConfig.load(path)
     for split in (config.train, config.val):
-        load_split(split, config.nc, warn=False)
+        load_split(split, config.nc, warn=False, names=config.names)
     return path
 
 

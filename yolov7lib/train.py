@@ -246,7 +246,8 @@ class Trainer:
     def _build_data(self) -> None:
         """The augmented training set and its loader (one shard per rank); the validation set on rank 0."""
         cfg = self.cfg
-        train_split = load_split(self.data.train, self.data.nc, warn=self.rank == 0, data_yaml=cfg.data)
+        train_split = load_split(self.data.train, self.data.nc, warn=self.rank == 0, data_yaml=cfg.data,
+                                 names=self.data.names)
         if not any(len(im.classes) for im in train_split.images):
             raise UserError(f"the training split of {cfg.data} has no objects: nothing to learn "
                             f"(python -m yolov7lib.data.check {cfg.data} shows why)")

@@ -1,4 +1,5 @@
 """Dataset checking: every image and label validated, fixed where safe, skipped otherwise, counted.
+YOLO label files and Pascal VOC annotations (:mod:`~yolov7lib.data.voc`, checked as YOLO rows) alike.
 
 ``python -m yolov7lib.data.check DATA.yaml`` prints counts, class and box-size histograms and every
 problem. The same :func:`load_split` feeds training, so training never meets a file that breaks it.
@@ -36,7 +37,9 @@ import hashlib
 import json
 import os
 import warnings
+import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +49,8 @@ from PIL import UnidentifiedImageError
 from ..console import HelpFormatter, UserError, run
 from .formats import DataConfig, image_files, label_path
 from .images import inspect_image
-from .labels import NO_LABEL_FILE, SKIPPED, Problem, parse_labels
+from .labels import NO_LABEL_FILE, SKIPPED, Problem, parse_labels, parse_rows
+from .voc import is_voc_list, read_voc, voc_annotations
 
 CACHE_VERSION = 4  # 3: paths relative to the cache's folder; 4: images without a label file are reported
 
@@ -102,14 +106,21 @@ def _digest(*paths: Path) -> str:
     return h.hexdigest()
 
 
-def _check_one(image: Path, nc: int) -> tuple[CheckedImage | None, list[Problem]]:
+def _inspect(image: Path) -> tuple[tuple[int, int] | None, list[Problem]]:
+    """An image's upright size and what it needs fixing; None and the reason if it cannot be used."""
     try:
-        size, problems = inspect_image(image)
+        return inspect_image(image)
     except FileNotFoundError:
         return None, [Problem(image, "image missing", SKIPPED)]
     except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as err:
         kind = "image truncated" if "truncated" in str(err).lower() else "image empty or corrupt"
         return None, [Problem(image, kind, SKIPPED, str(err)[:80])]
+
+
+def _check_one(image: Path, nc: int) -> tuple[CheckedImage | None, list[Problem]]:
+    size, problems = _inspect(image)
+    if size is None:
+        return None, problems
     labels = label_path(image)
     try:
         classes, boxes, polygons, label_problems = parse_labels(labels, nc)
@@ -118,9 +129,28 @@ def _check_one(image: Path, nc: int) -> tuple[CheckedImage | None, list[Problem]
     return CheckedImage(image, size, classes, boxes, polygons), problems + label_problems
 
 
-def _encode(item: CheckedImage | None, problems: list[Problem], root: Path) -> dict:
+def _check_voc(xml: Path, names: Sequence[str]) -> tuple[CheckedImage | None, list[Problem]]:
+    """A VOC annotation and its image, checked as a YOLO label file and its image are."""
+    try:
+        ann = read_voc(xml, names)
+    except (OSError, ET.ParseError) as err:
+        return None, [Problem(xml, "label file unreadable", SKIPPED, str(err)[:80])]
+    if ann.image is None:
+        return None, [Problem(xml, "image missing", SKIPPED, f"no {xml.stem}.<image suffix> in JPEGImages")]
+    size, problems = _inspect(ann.image)
+    if size is None:
+        return None, problems
+    if ann.size is not None and ann.size != size:
+        return None, [*problems, Problem(xml, "annotation size differs from the image", SKIPPED,
+                                         f"<size> {ann.size[1]}x{ann.size[0]}, image {size[1]}x{size[0]}")]
+    classes, boxes, _, found = parse_rows(xml, ann.rows(*size), len(names), unit="object")
+    return CheckedImage(ann.image, size, classes, boxes), problems + ann.problems + found
+
+
+def _encode(item: CheckedImage | None, problems: list[Problem], root: Path, voc: bool = False) -> dict:
     return {
-        "image": None if item is None else {"size": list(item.size), "classes": item.classes.tolist(),
+        "image": None if item is None else {**({"path": os.path.relpath(item.path, root)} if voc else {}),
+                                            "size": list(item.size), "classes": item.classes.tolist(),
                                             "boxes": item.boxes.tolist(),
                                             "segments": [s.tolist() for s in item.segments]},
         "problems": [[os.path.relpath(p.path, root), p.kind, p.action, p.detail] for p in problems],
@@ -132,20 +162,29 @@ def _decode(path: Path, entry: dict, root: Path) -> tuple[CheckedImage | None, l
     im = entry["image"]
     if im is None:
         return None, problems
+    path = Path(os.path.normpath(root / im["path"])) if "path" in im else path  # VOC: the entry is the XML
     return CheckedImage(path, tuple(im["size"]), np.asarray(im["classes"], dtype=np.int64),
                         np.asarray(im["boxes"], dtype=np.float32).reshape(-1, 4),
                         [np.asarray(s, dtype=np.float32) for s in im["segments"]]), problems
 
 
 def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = True,
-               data_yaml: str | os.PathLike | None = None) -> SplitReport:
-    """Check a YOLO-format split; raise :class:`DatasetError` if no usable image is left. With ``warn``,
-    one warning sums up the problems (``data_yaml`` names the checker command that lists them)."""
-    files = image_files(sources)
-    cache_path = None
+               data_yaml: str | os.PathLike | None = None, names: Sequence[str] | None = None) -> SplitReport:
+    """Check a YOLO-format or Pascal VOC split (VOC: split lists ``ImageSets/Main/<split>.txt``, classes
+    matched by ``names``); raise :class:`DatasetError` if no usable image is left. With ``warn``, one
+    warning sums up the problems (``data_yaml`` names the checker command that lists them)."""
+    voc = bool(sources) and all(is_voc_list(Path(s)) for s in sources)
+    if voc:
+        if names is None or len(names) != nc:
+            raise DatasetError(f"{sources[0]} is a Pascal VOC split: its classes are matched by name; give names")
+        files = [xml for s in sources for xml in voc_annotations(Path(s))]
+        cache_file = Path(sources[0]).with_suffix(".cache.json")
+    else:
+        files = image_files(sources)
+        cache_file = label_path(files[0]).parent.with_suffix(".cache.json") if files else None
+    cache_path = cache_file if cache else None
     entries: dict = {}
-    if cache and files:
-        cache_path = label_path(files[0]).parent.with_suffix(".cache.json")
+    if cache_path is not None:
         try:
             data = json.loads(cache_path.read_text())
             if data.get("version") == CACHE_VERSION and data.get("nc") == nc:
@@ -154,14 +193,23 @@ def load_split(sources: list[Path], nc: int, cache: bool = True, warn: bool = Tr
             entries = {}
     images, problems, fresh = [], [], {}
     root = cache_path.parent if cache_path is not None else Path.cwd()  # cache entries are relative to it
-    for image in files:
-        key = _digest(image, label_path(image))
-        name = os.path.relpath(image, root)
+    for file in files:
+        name = os.path.relpath(file, root)
         entry = entries.get(name)
-        if entry is None or entry.get("key") != key:
-            entry = {"key": key, **_encode(*_check_one(image, nc), root)}
-        fresh[name] = entry
-        item, found = _decode(image, entry, root)
+        if voc:  # keyed by the XML and the image it named when checked (not cached: no image found)
+            image = (entry or {}).get("image") or {}
+            key = _digest(file, root / image["path"]) if "path" in image else None
+            if entry is None or key is None or entry.get("key") != key:
+                item, found = _check_voc(file, names)
+                key = _digest(file, item.path) if item is not None else None
+                entry = {"key": key, **_encode(item, found, root, voc=True)}
+        else:
+            key = _digest(file, label_path(file))
+            if entry is None or entry.get("key") != key:
+                entry = {"key": key, **_encode(*_check_one(file, nc), root)}
+        if entry["key"] is not None:
+            fresh[name] = entry
+        item, found = _decode(file, entry, root)
         problems += found
         if item is not None:
             images.append(item)
@@ -245,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rep = load_split(getattr(config, split), config.nc, cache=args.cache, warn=False)
+                rep = load_split(getattr(config, split), config.nc, cache=args.cache, warn=False, names=config.names)
         except (DatasetError, FileNotFoundError) as err:
             print(f"[{split}] ERROR: {err}")
             status = 1

@@ -340,5 +340,5 @@ def validation_dataset(config: DataConfig, img_size: int = 640, stride: int = 32
     batches of similar aspect ratio, padded by half a stride and to multiples of ``stride`` (the
     model's largest). ``kwargs`` go to :class:`DetectionDataset` (``cache_images``, ``progress``)."""
     images = load_split(config.val if split == "val" else config.train, config.nc, warn=warn,
-                        data_yaml=config.path).images
+                        data_yaml=config.path, names=config.names).images
     return DetectionDataset(images, img_size, rect=True, batch_size=batch_size, stride=stride, pad=0.5, **kwargs)

@@ -10,6 +10,7 @@ recipe warps boxes through segments). A YOLO label row with more than 5 values i
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from ..console import UserError
 from .labels import SKIPPED, parse_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # read through OpenCV
 
 # COCO's 80 contiguous classes -> its 91 category ids (official general.py coco80_to_coco91_class)
 COCO80_TO_91 = (
@@ -97,12 +99,13 @@ class DataConfig:
         return cls(root, sources(raw["train"]), sources(raw["val"]), nc, names, path)
 
 
-def image_files(sources: Sequence[Path]) -> list[Path]:
-    """Images named by directories, list files (one path per line) or single files, sorted."""
+def image_files(sources: Sequence[Path], suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Images named by directories, list files (one path per line), single files or glob patterns
+    (``clips/*.mp4``, ``data/**/*.jpg``), sorted; ``suffixes`` the kinds of file a directory yields."""
     files: list[Path] = []
-    for src in sources:
+    for src in map(Path, sources):
         if src.is_dir():
-            files += [p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+            files += [p for p in src.rglob("*") if p.suffix.lower() in suffixes]
         elif src.suffix == ".txt":
             base = src.parent
             for line in src.read_text().splitlines():
@@ -112,6 +115,11 @@ def image_files(sources: Sequence[Path]) -> list[Path]:
                     files.append(p if p.is_absolute() else (base / p).resolve())
         elif src.exists():
             files.append(src)
+        elif any(c in str(src) for c in "*?["):
+            matches = [Path(p) for p in glob.glob(str(src), recursive=True)]
+            if not matches:
+                raise FileNotFoundError(f"no file matches {src}")
+            files += [p for p in matches if p.is_file()]
         else:
             raise FileNotFoundError(f"dataset source {src} does not exist")
     return sorted(files)

@@ -1,9 +1,12 @@
 """Image decoding: any image file as uint8 RGB (or BGR) in its upright frame, whatever its mode, bit
-depth or EXIF orientation (:func:`load_rgb`), and what a file needs fixing (:func:`inspect_image`).
+depth or EXIF orientation (:func:`load_rgb`), what a file needs fixing (:func:`inspect_image`), and
+the frames of a video (:class:`Video`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -101,3 +104,46 @@ def _load_with_pil(path: Path, bgr: bool) -> np.ndarray:
             im = Image.alpha_composite(grey, im)
         rgb = np.asarray(im.convert("RGB"))
         return np.ascontiguousarray(rgb[..., ::-1]) if bgr else rgb
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video file read through OpenCV: its frame rate, frame count (as the container states it) and
+    frame size; iterating gives its frames as BGR uint8 ``(H, W, 3)``."""
+
+    path: Path
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+    @classmethod
+    def open(cls, path: Path) -> Video:
+        """The video at ``path``; ``OSError`` if OpenCV cannot read it."""
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened():
+                raise OSError(f"{path}: OpenCV cannot read this video")
+            return cls(Path(path), cap.get(cv2.CAP_PROP_FPS) or 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+                       int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        finally:
+            cap.release()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    def writer(self, path: Path) -> cv2.VideoWriter:
+        """An OpenCV writer for a video of this one's rate and size at ``path`` (MJPG in ``.avi``, else mp4v)."""
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+        writer = cv2.VideoWriter(str(path), fourcc, self.fps, (self.width, self.height))
+        if not writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot write this kind of video; use .mp4 or .avi")
+        return writer

@@ -30,60 +30,67 @@ class Problem:
 
 def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[Problem]]:
     """Valid rows of a YOLO label file (classes, normalised xywh, polygons) and the problems met."""
-    problems = []
     if not path.exists():  # the image counts as one without objects
         return np.zeros(0), np.zeros((0, 4)), [], [Problem(path, NO_LABEL_FILE, FIXED, "no objects assumed")]
     try:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as err:
         raise ValueError(f"not text ({err.reason})") from err
+    return parse_rows(path, text.splitlines(), nc)
+
+
+def parse_rows(path: Path, rows: list[str], nc: int, unit: str = "line",
+               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[Problem]]:
+    """:func:`parse_labels` on the rows of label text that came from ``path`` (problems name each
+    row's ``unit`` and number: another format's annotation converted to rows is checked alike)."""
+    problems = []
     classes, boxes, polygons, seen = [], [], [], set()
-    for k, line in enumerate(text.splitlines(), 1):
+    for k, line in enumerate(rows, 1):
         values = line.split()
         if not values:
             continue
         try:
             nums = [float(v) for v in values]
         except ValueError:
-            problems.append(Problem(path, "malformed row", SKIPPED, f"line {k}: {line[:40]!r}"))
+            problems.append(Problem(path, "malformed row", SKIPPED, f"{unit} {k}: {line[:40]!r}"))
             continue
         if not (len(nums) == 5 or (len(nums) > 6 and len(nums) % 2 == 1)):
-            problems.append(Problem(path, "malformed row", SKIPPED, f"line {k}: {len(nums)} values"))
+            problems.append(Problem(path, "malformed row", SKIPPED, f"{unit} {k}: {len(nums)} values"))
             continue
         if not all(math.isfinite(v) for v in nums):
-            problems.append(Problem(path, "NaN or inf", SKIPPED, f"line {k}"))
+            problems.append(Problem(path, "NaN or inf", SKIPPED, f"{unit} {k}"))
             continue
         cls = nums[0]
         if cls != int(cls) or not 0 <= cls < nc:
-            problems.append(Problem(path, "bad class id", SKIPPED, f"line {k}: class {values[0]} (nc={nc})"))
+            problems.append(Problem(path, "bad class id", SKIPPED, f"{unit} {k}: class {values[0]} (nc={nc})"))
             continue
         poly = None
         if len(nums) == 5:
             cx, cy, w, h = nums[1:]
             if w <= 0 or h <= 0:
-                problems.append(Problem(path, "non-positive box size", SKIPPED, f"line {k}"))
+                problems.append(Problem(path, "non-positive box size", SKIPPED, f"{unit} {k}"))
                 continue
             x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
         else:
             poly = np.asarray(nums[1:], dtype=np.float32).reshape(-1, 2)
             (x1, y1), (x2, y2) = poly.min(0), poly.max(0)
             if x2 <= x1 or y2 <= y1:
-                problems.append(Problem(path, "non-positive box size", SKIPPED, f"line {k}"))
+                problems.append(Problem(path, "non-positive box size", SKIPPED, f"{unit} {k}"))
                 continue
         if x2 <= 0 or y2 <= 0 or x1 >= 1 or y1 >= 1:
             pixels = max(nums[1:]) > 2  # YOLO labels are fractions of the image
-            problems.append(Problem(path, "box outside the image", SKIPPED, f"line {k}" + (
+            problems.append(Problem(path, "box outside the image", SKIPPED, f"{unit} {k}" + (
                 ": coordinates look like pixels; YOLO labels are normalised to [0, 1]" if pixels else "")))
             continue
         if min(x1, y1) < -ROUNDING or max(x2, y2) > 1 + ROUNDING:
-            problems.append(Problem(path, "box partly outside the image", FIXED, f"line {k}: clipped"))
+            problems.append(Problem(path, "box partly outside the image", FIXED, f"{unit} {k}: clipped"))
         if min(x1, y1) < 0 or max(x2, y2) > 1:  # beyond the rounding of label files: also reported
             x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
             if poly is not None:
                 poly = poly.clip(0, 1)
         key = tuple(round(v, 6) for v in nums)
         if key in seen:
-            problems.append(Problem(path, "duplicate row", FIXED, f"line {k}: dropped"))
+            problems.append(Problem(path, "duplicate row", FIXED, f"{unit} {k}: dropped"))
             continue
         seen.add(key)
         classes.append(int(cls))
