@@ -125,7 +125,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     failed: list[str] = []
     records: list[dict] = []
     writers: dict[Path, cv2.VideoWriter] = {}
-    images = frames = 0
+    images = frames = found = 0
 
     def frame_count(video: Path) -> int:
         try:
@@ -139,6 +139,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
         with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
             for path, frame, bgr in read_source(files, lambda path, err: failed.append(f"{path} ({err})")):
                 det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres, str(path), frame)
+                found += len(det)
                 target = out / path.resolve().relative_to(root)  # the source's own layout: nothing overwritten
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if frame is None:
@@ -158,7 +159,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
         (out / "detections.json").write_text(json.dumps(records, indent=1))
     if not videos:
         (out / "detections.jsonl").unlink()
-    print(f"{len(records)} detections in {images} images and {frames} video frames -> {out}")
+    print(f"{found} detections in {images} images and {frames} video frames -> {out}")
     if failed:
         raise UserError(f"{len(failed)} of {len(files)} inputs could not be read: {'; '.join(failed)} "
                         f"(the detections of the others are in {out})")
