@@ -161,6 +161,23 @@ def test_arms_in_a_pool_of_processes_train_as_in_one_process(tiny_data, tmp_path
         assert all(torch.equal(one["model_state"][k], v) for k, v in two["model_state"].items())
 
 
+def test_a_run_that_two_tables_share_trains_once(tiny_data, tmp_path, monkeypatch):
+    """Table 7's base is Table 6's: the second table links the first one's finished run (same settings
+    but the folder) instead of training it again; other settings are not shared."""
+    prof = {"name": "test", "seeds": [0], "train": {"img_size": 64, "batch_size": 4, "epochs": 1, "workers": 0,
+                                                    "hyp": "tiny", "warmup_min_iters": 2, "width": 0.25}}
+    arm = pipeline.Arm("base", "yolov7-tiny")
+    first = pipeline.TableRun(6, prof, tmp_path / "table6", str(tiny_data), tracking=False, jobs=1).run([arm])
+    monkeypatch.setattr(pipeline, "train_job", lambda *a, **k: pytest.fail("trained again"))
+    second = pipeline.TableRun(7, prof, tmp_path / "table7", str(tiny_data), tracking=False, jobs=1)
+    assert second.run([arm]) == first
+    (_, _, cfg), = second.configs([arm])
+    assert cfg.save_dir.is_symlink() and pipeline.finished_metrics(cfg) is not None
+    other = pipeline.TableRun(8, prof, tmp_path / "table8", str(tiny_data), tracking=False, jobs=1)
+    (_, _, wider), = other.configs([pipeline.Arm("base", "yolov7-tiny", {"width": 0.5})])
+    assert pipeline.share_finished(wider, tmp_path) is None and not wider.save_dir.exists()
+
+
 def test_one_command_per_arm_and_seed_for_a_scheduler(capsys):
     prof = pipeline.profile("cpu", ROOT / "params.yaml")
     commands = pipeline.job_commands(prof, 6)

@@ -161,10 +161,36 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
         ckpt = load_checkpoint(last)
     except (CheckpointError, FileNotFoundError, OSError):
         return None
-    # settings added since the run was saved count as their defaults, which is what the run used
+    # settings added since the run was saved count as their defaults, which is what the run used; its
+    # folder is where it was found (another table's, for a shared run: share_finished)
     stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
-    done = ckpt.get("epoch") == cfg.epochs - 1 and stored == {**cfg.__dict__}
+    done = ckpt.get("epoch") == cfg.epochs - 1 and _settings(stored) == _settings(asdict(cfg))
     return ckpt.get("metrics") if done else None
+
+
+def _settings(config: dict) -> dict:
+    """A run's settings without its folder (``project``, ``name``)."""
+    return {k: v for k, v in config.items() if k not in ("project", "name")}
+
+
+def share_finished(cfg: TrainConfig, root: Path) -> dict[str, float] | None:
+    """The final metrics of a finished run elsewhere under ``root`` (another table's) whose settings are
+    ``cfg``'s but for its folder, linked at ``cfg``'s folder so that it counts as this table's run; else
+    None. Two tables with the same arm (Table 7's base is Table 6's) train it once."""
+    if cfg.save_dir.exists() or cfg.save_dir.is_symlink():
+        return None
+    want = _settings(asdict(cfg))
+    for path in sorted(root.glob("table*/runs/**/config.yaml")):
+        saved = yaml.safe_load(path.read_text()) or {}
+        if _settings(saved) != want:
+            continue
+        other = TrainConfig(**{**want, "project": saved["project"], "name": saved["name"]})
+        if other.save_dir.resolve() != path.parent.resolve() or (metrics := finished_metrics(other)) is None:
+            continue
+        cfg.save_dir.parent.mkdir(parents=True, exist_ok=True)
+        cfg.save_dir.symlink_to(os.path.relpath(path.parent.resolve(), cfg.save_dir.parent.resolve()))
+        return metrics
+    return None
 
 
 def _metric_name(verdict: str) -> str:
@@ -229,7 +255,7 @@ class TableRun:
         Finished runs are reused; the others train in a pool of ``jobs`` processes of ``cores / jobs``
         threads each (``jobs`` 0: one per core), or here, one after the other, with ``jobs`` 1."""
         jobs = self.configs(arms)
-        done = {cfg.name: finished_metrics(cfg) for _, _, cfg in jobs}
+        done = {cfg.name: finished_metrics(cfg) or share_finished(cfg, self.out.parent) for _, _, cfg in jobs}
         todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
         tracked = self.parent is not None and self.parent.active
         workers = min(len(todo), self.jobs or os.cpu_count() or 1)
