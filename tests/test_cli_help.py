@@ -37,3 +37,12 @@ def test_every_option_has_a_help_text(name, monkeypatch):
         for action in parser._actions:
             if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
                 assert action.help, f"{parser.prog} {'/'.join(action.option_strings) or action.dest} has no help"
+
+
+def test_yolov7_help_lists_every_command_with_a_line(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in cli.COMMANDS)
+    with pytest.raises(SystemExit):
+        cli.main(["tran"])
+    assert capsys.readouterr().err.startswith("error: no command 'tran'")

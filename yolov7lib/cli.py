@@ -179,13 +179,30 @@ def export(argv: list[str] | None = None):
 
 
 COMMANDS = {"train": train_module.main, "val": val, "detect": detect, "bench": bench, "export": export}
+SUMMARIES = {
+    "train": "train a model with the paper's recipe (resumable; torchrun for several GPUs)",
+    "val": "COCO metrics of a checkpoint at the paper's protocol",
+    "detect": "detect objects in images, videos, folders and globs; annotated copies and JSON",
+    "bench": "inference speed of the models (the paper's protocol; --peer: beside the official code)",
+    "export": "ONNX export of the re-parameterized model (dynamic batch, optionally with NMS)",
+}
+
+
+def usage() -> str:
+    """``yolov7 --help``: the commands, a line each."""
+    lines = [f"  {name:<8s} {SUMMARIES[name]}" for name in COMMANDS]
+    return "\n".join(["usage: yolov7 COMMAND [flags]   (yolov7 COMMAND --help: its flags, each explained)", "",
+                      "commands:", *lines, "", "--verbose (any command): the traceback of an error"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """``yolov7 COMMAND ...``; a mistake gives one ``error:`` line and status 2 (``--verbose``: the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage())
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: yolov7 {{{','.join(COMMANDS)}}} [flags]  (yolov7 COMMAND --help)", file=sys.stderr)
+        print(usage() if not argv else f"error: no command {argv[0]!r}\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
     return run(COMMANDS[argv[0]], argv[1:])
 
