@@ -127,6 +127,9 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     writers: dict[Path, cv2.VideoWriter] = {}
     images = frames = found = 0
 
+    def unreadable(path: Path, err: Exception) -> None:
+        failed.append(str(err) if str(path) in str(err) else f"{path} ({err})")
+
     def frame_count(video: Path) -> int:
         try:
             return Video.open(video).frames
@@ -137,7 +140,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     total = len(files) - len(videos) + sum(map(frame_count, videos))
     try:
         with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
-            for path, frame, bgr in read_source(files, lambda path, err: failed.append(f"{path} ({err})")):
+            for path, frame, bgr in read_source(files, unreadable):
                 det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres, str(path), frame)
                 found += len(det)
                 target = out / path.resolve().relative_to(root)  # the source's own layout: nothing overwritten
