@@ -178,6 +178,14 @@ def test_a_run_that_two_tables_share_trains_once(tiny_data, tmp_path, monkeypatc
     assert pipeline.share_finished(wider, tmp_path) is None and not wider.save_dir.exists()
 
 
+def test_a_tables_changes_keep_the_profiles_other_settings():
+    prof = {"name": "p", "train": {"epochs": 4, "width": 0.5, "overrides": {"lr0": 0.002, "mosaic": 0.0}},
+            "tables": {3: {"epochs": 8, "overrides": {"lr0": 0.004}}}}
+    assert pipeline.table_profile(prof, 3)["train"] == {"epochs": 8, "width": 0.5,
+                                                        "overrides": {"lr0": 0.004, "mosaic": 0.0}}
+    assert pipeline.table_profile(prof, 4) is prof
+
+
 def test_one_command_per_arm_and_seed_for_a_scheduler(capsys):
     prof = pipeline.profile("cpu", ROOT / "params.yaml")
     commands = pipeline.job_commands(prof, 6)

@@ -131,8 +131,13 @@ def paper_rows(arms: Sequence[Arm]) -> dict[str, str]:
 def table_profile(prof: dict, table: int) -> dict:
     """``prof`` with the ``train`` changes its ``tables`` entry makes for every arm of ``table`` (a
     reduction that would erase a table's structural point, such as ELAN depths, is undone there)."""
-    changes = (prof.get("tables") or {}).get(table, {})
-    return {**prof, "train": {**prof.get("train", {}), **changes}} if changes else prof
+    changes = dict((prof.get("tables") or {}).get(table, {}))
+    if not changes:
+        return prof
+    train = prof.get("train", {})
+    if "overrides" in changes:  # hyp values: the table's change one value, the rest stay the profile's
+        changes["overrides"] = {**(train.get("overrides") or {}), **changes["overrides"]}
+    return {**prof, "train": {**train, **changes}}
 
 
 def table_dir(prof: dict, table: int) -> Path:
