@@ -11,6 +11,7 @@ official users.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -130,14 +131,13 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     def unreadable(path: Path, err: Exception) -> None:
         failed.append(str(err) if str(path) in str(err) else f"{path} ({err})")
 
-    def frame_count(video: Path) -> int:
-        try:
-            return Video.open(video).frames
-        except OSError:
-            return 0  # read_source reports it
+    headers: dict[Path, Video] = {}  # frame count for the bar; rate and size for the writer
+    for video in videos:
+        with contextlib.suppress(OSError):  # read_source reports it
+            headers[video] = Video.open(video)
 
     out.mkdir(parents=True, exist_ok=True)
-    total = len(files) - len(videos) + sum(map(frame_count, videos))
+    total = len(files) - len(videos) + sum(v.frames for v in headers.values())
     try:
         with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
             for path, frame, bgr in read_source(files, unreadable):
@@ -151,7 +151,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
                     images += 1
                 else:
                     if path not in writers:
-                        writers[path] = Video.open(path).writer(target)
+                        writers[path] = headers[path].writer(target)
                     writers[path].write(annotate(bgr, det))
                     lines.write(json.dumps({"video": str(path), "frame": frame, "detections": det.records()}) + "\n")
                     frames += 1

@@ -20,7 +20,7 @@ from torch import nn
 
 from .data.augment import letterbox
 from .data.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_files
-from .data.images import Video, load_rgb
+from .data.images import load_rgb, video_frames
 from .postprocess import non_max_suppression, pad_to_stride, scale_boxes
 
 SOURCE_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
@@ -89,7 +89,7 @@ def read_source(files: Sequence[Path], on_error: Callable[[Path, Exception], Non
     for path in files:
         try:
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                yield from ((path, i, frame) for i, frame in enumerate(Video.open(path)))
+                yield from ((path, i, frame) for i, frame in enumerate(video_frames(path)))
             else:
                 image = load_rgb(path, bgr=True)
                 yield path, None, image

@@ -79,13 +79,18 @@ def test_detect_keeps_same_named_files_and_survives_a_broken_image(weights, mode
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
-def test_detect_on_videos_through_a_glob(weights, model, images, tmp_path, suffix):
+def test_detect_on_videos_through_a_glob(weights, model, images, tmp_path, suffix, monkeypatch):
     clips = tmp_path / "clips"
     clips.mkdir()
     write_video(clips / f"one{suffix}", images[:4])
     write_video(clips / f"two{suffix}", images[2:5])
     out = tmp_path / "det"
+    opened: list[str] = []
+    capture = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda path, *a: opened.append(path) or capture(path, *a))
     assert cli(["detect", "--weights", weights, "--source", str(clips / f"*{suffix}"), *DETECT, "--out", str(out)]) == 0
+    monkeypatch.undo()
+    assert sorted(opened) == [str(clips / f"{name}{suffix}") for name in ("one", "one", "two", "two")]  # header, frames
     lines = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
     assert [(line["video"], line["frame"]) for line in lines] == [
         (str(clips / f"{name}{suffix}"), i) for name, n in (("one", 4), ("two", 3)) for i in range(n)]

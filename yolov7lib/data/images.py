@@ -130,15 +130,7 @@ class Video:
             cap.release()
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        cap = cv2.VideoCapture(str(self.path))
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
+        return video_frames(self.path)
 
     def writer(self, path: Path) -> cv2.VideoWriter:
         """An OpenCV writer for a video of this one's rate and size at ``path`` (MJPG in ``.avi``, else mp4v)."""
@@ -147,3 +139,19 @@ class Video:
         if not writer.isOpened():
             raise OSError(f"{path}: OpenCV cannot write this kind of video; use .mp4 or .avi")
         return writer
+
+
+def video_frames(path: Path) -> Iterator[np.ndarray]:
+    """The frames of the video at ``path`` as BGR uint8 ``(H, W, 3)``, read through one OpenCV capture;
+    ``OSError`` (at the first frame asked for) if OpenCV cannot read it."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise OSError(f"{path}: OpenCV cannot read this video")
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()
