@@ -257,18 +257,21 @@ class TableRun:
     def run(self, arms: Sequence[Arm]) -> list[dict[str, Any]]:
         """One row of final metrics per arm and seed (``label``, ``model``, ``seed``, metrics in [0, 1]).
 
-        Finished runs are reused; the others train in a pool of ``jobs`` processes of ``cores / jobs``
-        threads each (``jobs`` 0: one per core), or here, one after the other, with ``jobs`` 1."""
+        Finished runs are reused; the others train in a pool of ``jobs`` processes (``jobs`` 0: one per
+        core), or here, one after the other, when ``jobs`` is 1 or one run is left. Every run gets
+        ``cores / jobs`` threads, however many runs are left: its numbers depend on its thread count
+        (the order of float sums), so a run retrained alone ends as it did in the pool."""
         jobs = self.configs(arms)
         done = {cfg.name: finished_metrics(cfg) or share_finished(cfg, self.out.parent) for _, _, cfg in jobs}
         todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
         tracked = self.parent is not None and self.parent.active
-        workers = min(len(todo), self.jobs or os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // (self.jobs or cores))
+        workers = min(len(todo), self.jobs or cores)
         if todo:
             print(f"{self.table}: {len(jobs) - len(todo)} of {len(jobs)} runs finished before; training "
                   f"{len(todo)} in {max(workers, 1)} process(es)", flush=True)
         if workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(workers, mp_context=_spawn()) as pool:
                 futures = {pool.submit(train_job, cfg, threads): cfg for _, _, cfg in todo}
                 for k, future in enumerate(as_completed(futures), 1):
@@ -283,7 +286,7 @@ class TableRun:
                     from .tracking import MLflowHook
 
                     hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
-                done[cfg.name] = train_job(cfg, hooks=hooks)
+                done[cfg.name] = train_job(cfg, threads, hooks)
                 _report(k, len(todo), cfg, done[cfg.name])
             hooked = {cfg.name for _, _, cfg in todo}
         trained = {cfg.name for _, _, cfg in todo}
@@ -320,14 +323,17 @@ class TableRun:
 
 
 def train_job(cfg: TrainConfig, threads: int | None = None, hooks: Sequence = ()) -> dict[str, float]:
-    """Train one arm and seed (in a pool process: on ``threads`` threads); its final metrics."""
+    """Train one arm and seed on ``threads`` threads (None: as set); its final metrics."""
+    import torch
+
     from .train import train
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    return train(cfg, hooks=list(hooks))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return train(cfg, hooks=list(hooks))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _spawn():
