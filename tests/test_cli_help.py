@@ -34,6 +34,8 @@ def test_every_option_has_a_help_text(name, monkeypatch):
             parsers += list(action.choices.values())
     for parser in parsers:
         assert parser.formatter_class.__name__ == "HelpFormatter", parser.prog
+        text = " ".join(parser.format_help().split())
+        assert "(default: None)" not in text and "(default: )" not in text, parser.prog  # says nothing
         for action in parser._actions:
             if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
                 assert action.help, f"{parser.prog} {'/'.join(action.option_strings) or action.dest} has no help"

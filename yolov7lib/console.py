@@ -16,7 +16,13 @@ from typing import Any
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """``--help``: the description as written (docstrings with examples), every option with its default."""
+    """``--help``: the description as written (docstrings with examples), every option with its default
+    (unless it has none or an empty one, or its help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == "" or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class UserError(Exception):

@@ -459,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--arm", help="one row label (default: every arm)")
     train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
     train.add_argument("--jobs", type=int, default=None,
-                       help="processes side by side; None: the profile's `jobs`; 0: one per core")
+                       help="processes side by side, each run on cores/JOBS threads (a run's numbers depend "
+                       "on its thread count: retrain one under the --jobs it had); default: the profile's "
+                       "`jobs`; 0: one per core")
     args = parser.parse_args(argv)
     prof = profile(args.profile)
     if args.command == "data":
