@@ -160,6 +160,38 @@ def test_arms_in_a_pool_of_processes_train_as_in_one_process(tiny_data, tmp_path
         assert all(torch.equal(one["model_state"][k], v) for k, v in two["model_state"].items())
 
 
+def test_an_interrupted_run_resumes_from_its_last_epoch(tiny_data, tmp_path, monkeypatch):
+    """A run stopped after its first epoch (the stage killed there) goes on from its ``last.pt`` at the
+    next :meth:`TableRun.run` and ends with the metrics and weights of a run never stopped."""
+    import os
+
+    import torch
+
+    from yolov7lib.hooks import Hook
+
+    class Stop(Hook):
+        def on_epoch_end(self, trainer, metrics):
+            raise KeyboardInterrupt
+
+    prof = {"name": "test", "seeds": [0], "train": {"img_size": 64, "batch_size": 4, "epochs": 2, "workers": 0,
+                                                    "hyp": "tiny", "warmup_min_iters": 2, "width": 0.25}}
+    arm = pipeline.Arm("a", "yolov7-tiny")
+    whole = pipeline.TableRun(99, prof, tmp_path / "whole", str(tiny_data), tracking=False, jobs=1)
+    cut = pipeline.TableRun(99, prof, tmp_path / "cut", str(tiny_data), tracking=False, jobs=1)
+    (_, _, cfg), = cut.configs([arm])
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_job(cfg, os.cpu_count(), [Stop()])
+    assert pipeline.finished_metrics(cfg) is None and pipeline.interrupted(cfg) == cfg.save_dir / "weights" / "last.pt"
+    assert pipeline.interrupted(replace(cfg, epochs=3)) is None  # another schedule starts over
+    resumed, train_job = [], pipeline.train_job
+    monkeypatch.setattr(pipeline, "train_job", lambda *a: resumed.append(a[3]) or train_job(*a))
+    assert cut.run([arm]) == whole.run([arm]) and resumed == [cfg.save_dir / "weights" / "last.pt", None]
+    one = checkpoint.load_checkpoint(tmp_path / "whole" / "runs" / cfg.name / "weights" / "last.pt")
+    two = checkpoint.load_checkpoint(cfg.save_dir / "weights" / "last.pt")
+    assert all(torch.equal(one["model_state"][k], v) for k, v in two["model_state"].items())
+    assert (cfg.save_dir / "results.csv").read_text().count("\n") == 3  # the header and both epochs
+
+
 def test_a_run_that_two_tables_share_trains_once(tiny_data, tmp_path, monkeypatch):
     """Table 7's base is Table 6's: the second table links the first one's finished run (same settings
     but the folder) instead of training it again; other settings are not shared."""

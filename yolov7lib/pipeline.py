@@ -5,8 +5,9 @@
 * :data:`ABLATIONS` holds the arms of Tables 3-8. :class:`TableRun` trains every arm of a table under
   identical settings for each paired seed, as independent jobs in a local pool of processes (the
   profile's ``jobs``; one MLflow parent run per table, a nested run per arm and seed); a finished run
-  is reused, so an interrupted stage resumes where it stopped. It writes the table that
-  :func:`yolov7lib.ablation.summarize` builds from the runs' own outputs, headed by what was run.
+  is reused and an interrupted one resumes from its last epoch, so a stage goes on where it stopped.
+  It writes the table that :func:`yolov7lib.ablation.summarize` builds from the runs' own outputs,
+  headed by what was run.
 * ``python -m yolov7lib.pipeline jobs 6`` prints one command per arm and seed of Table 6, for a
   scheduler (a Slurm array, one ``torchrun`` per job); the table stage then only collects them.
 
@@ -157,8 +158,9 @@ def train_config(prof: dict, arm: Arm, seed: int, project: Path, data: str) -> T
                           "overrides": overrides})
 
 
-def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
-    """The final metrics of a run that already completed (same settings), else None."""
+def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float]] | None:
+    """The last epoch saved in ``cfg``'s folder by a run with ``cfg``'s settings, and its metrics; None
+    where there is no such run (none, another setting, or an unreadable ``last.pt``)."""
     from .checkpoint import CheckpointError, load_checkpoint
 
     last = cfg.save_dir / "weights" / "last.pt"
@@ -169,8 +171,23 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
     # settings added since the run was saved count as their defaults, which is what the run used; its
     # folder is where it was found (another table's, for a shared run: share_finished)
     stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
-    done = ckpt.get("epoch") == cfg.epochs - 1 and _settings(stored) == _settings(asdict(cfg))
-    return ckpt.get("metrics") if done else None
+    if _settings(stored) != _settings(asdict(cfg)) or not isinstance(ckpt.get("epoch"), int):
+        return None
+    return ckpt["epoch"], ckpt.get("metrics") or {}
+
+
+def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
+    """The final metrics of a run that already completed (same settings), else None."""
+    saved = saved_epoch(cfg)
+    return saved[1] if saved and saved[0] == cfg.epochs - 1 else None
+
+
+def interrupted(cfg: TrainConfig) -> Path | None:
+    """The ``last.pt`` to resume a run of ``cfg``'s settings that stopped before its last epoch, else
+    None. The resume is exact (:meth:`yolov7lib.train.Trainer.resume`), so the run ends as if never
+    stopped."""
+    saved = saved_epoch(cfg)
+    return cfg.save_dir / "weights" / "last.pt" if saved and saved[0] < cfg.epochs - 1 else None
 
 
 def _settings(config: dict) -> dict:
@@ -217,7 +234,7 @@ def describe(prof: dict) -> str:
 
 class TableRun:
     """One ablation table under a profile: :meth:`run` trains every arm for every seed (a finished run
-    is reused, so an interrupted stage resumes where it stopped), :meth:`write` writes the table.
+    is reused, an interrupted one resumes from its last epoch), :meth:`write` writes the table.
 
     With tracking, one MLflow parent run holds a nested run per arm and seed (the training's own, or
     one with the final metrics of a reused run) and the table's CSV, markdown and figure::
@@ -257,23 +274,27 @@ class TableRun:
     def run(self, arms: Sequence[Arm]) -> list[dict[str, Any]]:
         """One row of final metrics per arm and seed (``label``, ``model``, ``seed``, metrics in [0, 1]).
 
-        Finished runs are reused; the others train in a pool of ``jobs`` processes (``jobs`` 0: one per
-        core), or here, one after the other, when ``jobs`` is 1 or one run is left. Every run gets
-        ``cores / jobs`` threads, however many runs are left: its numbers depend on its thread count
-        (the order of float sums), so a run retrained alone ends as it did in the pool."""
+        Finished runs are reused, interrupted ones resume from their last epoch; the others train in a
+        pool of ``jobs`` processes (``jobs`` 0: one per core), or here, one after the other, when
+        ``jobs`` is 1 or one run is left. Every run gets ``cores / jobs`` threads, however many runs
+        are left: its numbers depend on its thread count (the order of float sums), so a run retrained
+        alone, or resumed, ends as it did in the pool."""
         jobs = self.configs(arms)
         done = {cfg.name: finished_metrics(cfg) or share_finished(cfg, self.out.parent) for _, _, cfg in jobs}
         todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
+        resume = {cfg.name: interrupted(cfg) for _, _, cfg in todo}
         tracked = self.parent is not None and self.parent.active
         cores = os.cpu_count() or 1
         threads = max(1, cores // (self.jobs or cores))
         workers = min(len(todo), self.jobs or cores)
         if todo:
+            resumed = sum(path is not None for path in resume.values())
             print(f"{self.table}: {len(jobs) - len(todo)} of {len(jobs)} runs finished before; training "
-                  f"{len(todo)} in {max(workers, 1)} process(es)", flush=True)
+                  f"{len(todo)}" + (f" ({resumed} resumed from their last epoch)" if resumed else "")
+                  + f" in {max(workers, 1)} process(es)", flush=True)
         if workers > 1:
             with ProcessPoolExecutor(workers, mp_context=_spawn()) as pool:
-                futures = {pool.submit(train_job, cfg, threads): cfg for _, _, cfg in todo}
+                futures = {pool.submit(train_job, cfg, threads, resume=resume[cfg.name]): cfg for _, _, cfg in todo}
                 for k, future in enumerate(as_completed(futures), 1):
                     cfg = futures[future]
                     done[cfg.name] = future.result()
@@ -286,7 +307,7 @@ class TableRun:
                     from .tracking import MLflowHook
 
                     hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
-                done[cfg.name] = train_job(cfg, threads, hooks)
+                done[cfg.name] = train_job(cfg, threads, hooks, resume[cfg.name])
                 _report(k, len(todo), cfg, done[cfg.name])
             hooked = {cfg.name for _, _, cfg in todo}
         trained = {cfg.name for _, _, cfg in todo}
@@ -322,8 +343,10 @@ class TableRun:
             self.parent.log_metrics({f"verdicts/{_metric_name(k)}": n for k, n in verdict_counts(summary).items()})
 
 
-def train_job(cfg: TrainConfig, threads: int | None = None, hooks: Sequence = ()) -> dict[str, float]:
-    """Train one arm and seed on ``threads`` threads (None: as set); its final metrics."""
+def train_job(cfg: TrainConfig, threads: int | None = None, hooks: Sequence = (),
+              resume: str | os.PathLike | None = None) -> dict[str, float]:
+    """Train one arm and seed on ``threads`` threads (None: as set), from ``resume``'s ``last.pt`` if
+    given; its final metrics."""
     import torch
 
     from .train import train
@@ -331,7 +354,7 @@ def train_job(cfg: TrainConfig, threads: int | None = None, hooks: Sequence = ()
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
-        return train(cfg, hooks=list(hooks))
+        return train(cfg, hooks=list(hooks), resume=resume)
     finally:
         torch.set_num_threads(before)
 
@@ -451,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--out", default="data/synthetic", help="dataset folder")
     data.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
     for name, text in (("jobs", "print one command per arm and seed of a table, for a scheduler"),
-                       ("train", "train a table's runs that are not finished (all, or one arm and seed)")):
+                       ("train", "train a table's runs that are not finished (all, or one arm and seed); a stopped one "
+                       "resumes from its last epoch")):
         sub = commands.add_parser(name, help=text, formatter_class=HelpFormatter)
         sub.add_argument("table", type=int, choices=sorted(ABLATIONS), help="the paper's table number")
         sub.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
