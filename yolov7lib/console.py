@@ -1,5 +1,6 @@
 """What every command line of the package shares: help text that shows each option's default under
-a description kept as written, and one clear line for a user's mistake.
+a description kept as written (its docstring, as a terminal shows it), and one clear line for a user's
+mistake.
 
 Errors the user can fix derive from :class:`UserError`; :func:`run` prints them as ``error: <what is
 wrong and how to fix it>`` and exits with status 2, with the traceback only under ``--verbose`` or
@@ -9,15 +10,27 @@ wrong and how to fix it>`` and exits with status 2, with the traceback only unde
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 
+def plain(text: str) -> str:
+    """A docstring as a terminal shows it: dedented, Sphinx roles as their targets (the last part
+    where ``~`` asks for it) and double-backquoted literals bare."""
+    text = re.sub(r":\w+:`(~?)([^`]+)`", lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], inspect.cleandoc(text))
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """``--help``: the description as written (docstrings with examples), every option with its default
-    (unless it has none or an empty one, or its help already says it)."""
+    """``--help``: the description as written (docstrings with examples, in :func:`plain` text), every
+    option with its default (unless it has none or an empty one, or its help already says it)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(plain(text), width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.default == "" or "default" in (action.help or ""):
