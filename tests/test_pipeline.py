@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from yolov7lib import checkpoint, pipeline
+from yolov7lib.console import UserError
 from yolov7lib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def test_profiles():
     assert smoke["name"] == "smoke" and smoke["seeds"] == [0]
     assert pipeline.data_yaml(smoke) == "data/synthetic/data.yaml"
     assert pipeline.data_yaml(pipeline.profile("paper", ROOT / "params.yaml")) == "coco/coco.yaml"
-    with pytest.raises(KeyError, match="choose from"):
+    with pytest.raises(UserError, match="choose from"):
         pipeline.profile("nope", ROOT / "params.yaml")
 
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import runtime
-from .console import HelpFormatter
+from .console import HelpFormatter, run
 from .models import VARIANTS, build_model
 from .postprocess import non_max_suppression
 from .reparam import reparameterize
@@ -349,4 +349,4 @@ def main(argv: list[str] | None = None) -> list[Timing]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(main))

@@ -45,8 +45,8 @@ class UserError(Exception):
 
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
     """Run a command line's ``main``: its exit status (0 unless it returns another int), or 2 with one
-    ``error:`` line for a :class:`UserError` or a missing file; ``--verbose`` anywhere in ``argv``, or
-    ``YOLOV7_TRACEBACK=1``, re-raises instead."""
+    ``error:`` line for a :class:`UserError` or a missing file, or 130 with one line for Ctrl-C;
+    ``--verbose`` anywhere in ``argv``, or ``YOLOV7_TRACEBACK=1``, re-raises instead."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or os.environ.get("YOLOV7_TRACEBACK", "") not in ("", "0")
     args = [a for a in args if a != "--verbose"]
@@ -57,4 +57,9 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
     return result if isinstance(result, int) else 0

@@ -16,6 +16,7 @@ The paper's tables ship with the package (``yolov7lib/paper/tableN.csv``; values
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .console import HelpFormatter
+from .console import HelpFormatter, UserError, run
 from .train import TrainConfig
 
 
@@ -58,8 +59,11 @@ def setup(name: str | None, notebook: str) -> tuple[dict, str]:
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise UserError(f"no {path} in {Path.cwd()}: run from the repository's root folder") from None
 
 
 def profile(name: str | None = None, path: str | os.PathLike = "params.yaml") -> dict:
@@ -68,7 +72,7 @@ def profile(name: str | None = None, path: str | os.PathLike = "params.yaml") ->
     name = name or params.get("profile", "cpu")
     profiles = params.get("profiles", {})
     if name not in profiles:
-        raise KeyError(f"profile {name!r} is not in {path}; choose from {', '.join(profiles)}")
+        raise UserError(f"profile {name!r} is not in {path}; choose from {', '.join(profiles)}")
     return {"name": name, **profiles[name]}
 
 
@@ -463,8 +467,6 @@ def generate_data(prof: dict, out: str | os.PathLike = "data/synthetic") -> Path
 def main(argv: list[str] | None = None) -> int:
     """``python -m yolov7lib.pipeline {data,jobs,train}``: the ``data`` stage, and the ablation runs as
     independent jobs."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.pipeline", description=main.__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--profile", default=None, help="a profile of params.yaml (default: its `profile`)")
@@ -482,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.choices["train"]
     train.add_argument("--arm", help="one row label (default: every arm)")
     train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
-    train.add_argument("--jobs", type=int, default=None,
+    train.add_argument("--jobs", type=_count, default=None,
                        help="processes side by side, each run on cores/JOBS threads (a run's numbers depend "
                        "on its thread count: retrain one under the --jobs it had); default: the profile's "
                        "`jobs`; 0: one per core")
@@ -506,5 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return int(text)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -116,3 +116,33 @@ def test_val_refuses_a_model_of_other_classes(trained, tmp_path, capsys):
     assert cli(["val", "--weights", str(cfg.save_dir / "weights" / "best.pt"), "--data", str(other),
                 "--no-tracking"]) == 2
     assert "predicts 8 classes but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["train", "6", "--profile", "nope"], "error: profile 'nope' is not in params.yaml; choose from smoke"),
+    (["jobs", "6"], "error: no params.yaml in "),  # not at the repository's root
+    (["train", "6", "--jobs", "-1"], "--jobs: '-1' is not a whole number of 0 or more"),
+])
+def test_the_pipeline_says_a_mistake_in_one_line(argv, says, tmp_path, capsys, monkeypatch):
+    from yolov7lib import pipeline
+    from yolov7lib.console import run
+
+    monkeypatch.chdir(tmp_path if argv == ["jobs", "6"] else Path(__file__).resolve().parents[2])
+    try:
+        assert run(pipeline.main, argv) == 2
+    except SystemExit as exit:  # argparse's own line
+        assert exit.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and not any("Traceback" in line for line in err), err
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(capsys):
+    from yolov7lib.console import run
+
+    def main(argv):
+        raise KeyboardInterrupt
+
+    assert run(main, []) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        run(main, ["--verbose"])

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..console import HelpFormatter
+from ..console import HelpFormatter, run
 
 CLASSES = ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "arrow")
 MAX_OBJECTS = 20
@@ -281,4 +281,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

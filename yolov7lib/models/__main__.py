@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..complexity import TABLE_COLUMNS, model_table
-from ..console import HelpFormatter
+from ..console import HelpFormatter, run
 from .build import VARIANTS
 
 
@@ -87,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))
