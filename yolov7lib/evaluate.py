@@ -29,6 +29,7 @@ import torchvision
 
 from .data.dataset import DetectionDataset
 from .postprocess import non_max_suppression, scale_boxes
+from .runtime import full_fp32, synchronize
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
 
@@ -148,9 +149,12 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
         x = images.to(device, non_blocking=True).to(torch.float16 if half else torch.float32) / 255
         x = x.contiguous(memory_format=memory_format)
         t0 = time.perf_counter()
-        out = net(x)[0]
+        with contextlib.nullcontext() if half else full_fp32():  # FP32 is FP32 on CUDA too, not TF32
+            out = net(x)[0]
+        synchronize(device)
         t1 = time.perf_counter()
         dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det)
+        synchronize(device)
         timing["inference"] += t1 - t0
         timing["nms"] += time.perf_counter() - t1
         for det, path, shape in zip(dets, paths, shapes):

@@ -10,6 +10,9 @@ the official code builds the same network (same state_dict keys and shapes) with
 
 from __future__ import annotations
 
+import inspect
+import textwrap
+
 import numpy as np
 import torch
 from torch import nn
@@ -40,7 +43,7 @@ def _row(i: int, layer: nn.Module, src: tuple[int, ...], nc: int, anchors, act: 
     if isinstance(layer, SPPCSPC):
         return [frm, 1, "SPPCSPC", [layer.cv7.conv.out_channels]]
     if isinstance(layer, DownC):
-        return [frm, 1, "DownC", [layer.cv3.conv.out_channels]]
+        return [frm, 1, "DownC", [layer.cv2.conv.out_channels + layer.cv3.conv.out_channels]]  # c2, halved per branch
     if isinstance(layer, Detect):
         return [list(src), 1, type(layer).__name__, [nc, anchors]]
     if isinstance(layer, MP | SP):
@@ -74,10 +77,34 @@ def official_model(name: str, nc: int = 80, form: str = "training") -> nn.Module
 
 
 def official_loss(model: nn.Module, hyp: dict):
-    """``ComputeLossOTA`` / ``ComputeLossAuxOTA`` for ``model`` (ours or the official one)."""
+    """``ComputeLossOTA`` / ``ComputeLossAuxOTA`` for ``model`` (ours or the official one), runnable on
+    CUDA (:func:`_on_targets_device`)."""
     _shim()
     from yolov7_package.utils.loss import ComputeLossAuxOTA, ComputeLossOTA
 
     model.hyp, model.gr = hyp, 1.0
     head = model.model[-1]
-    return (ComputeLossAuxOTA if type(head).__name__ == "IAuxDetect" else ComputeLossOTA)(model)
+    return _on_targets_device(ComputeLossAuxOTA if type(head).__name__ == "IAuxDetect" else ComputeLossOTA)(model)
+
+
+_CPU_ONLY = "torch.ones(size=(len(b),)) * i"
+
+
+def _on_targets_device(cls: type) -> type:
+    """``cls`` with the upstream fix for CUDA (WongKinYiu/yolov7 #1224, PR #1283) applied to its own
+    ``build_targets*`` methods, as a subclass: each builds a per-candidate layer index on the CPU and
+    indexes it with a mask on the targets' device, which PyTorch refuses on CUDA. On the CPU the
+    results are the same."""
+    fixed = {}
+    for name, method in vars(cls).items():
+        if not name.startswith("build_targets"):
+            continue
+        source = textwrap.dedent(inspect.getsource(method))
+        if _CPU_ONLY not in source:
+            raise RuntimeError(f"{cls.__name__}.{name} of this yolov7-package differs from 0.0.13: no {_CPU_ONLY!r}")
+        namespace: dict = {}
+        code = compile(source.replace(_CPU_ONLY, "torch.ones(size=(len(b),), device=b.device) * i"),
+                       inspect.getsourcefile(method) or "<official>", "exec")
+        exec(code, method.__globals__, namespace)  # the official method with that one argument added
+        fixed[name] = namespace[name]
+    return type(cls.__name__, (cls,), fixed)

@@ -1,5 +1,6 @@
 """Where and how a run executes: the device, the processes of a torchrun launch, the per-epoch
-sampler every rank shares, random-number state for exact resumes, and the model inside DDP.
+sampler every rank shares, random-number state for exact resumes, the model inside DDP, and FP32
+without TensorFloat-32.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import os
 import platform
 import random
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +109,23 @@ def _driver() -> str:
         return out.stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "unknown"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a clock read next
+    measures it; nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def full_fp32() -> Iterator[None]:
+    """FP32 convolutions and matrix products in full precision: without TensorFloat-32, whose inputs
+    keep 10 mantissa bits and which cuDNN uses for FP32 convolutions by default on Ampere and newer
+    GPUs (the paper's FP32 is a V100's). No effect on the CPU; the settings are restored after."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

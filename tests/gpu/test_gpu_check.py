@@ -36,3 +36,21 @@ def test_gpu_check_runs_on_the_cpu(trained, tiny_data, tmp_path):
     assert (tmp_path / "out" / "train.csv").exists() and (tmp_path / "out" / "loader.csv").exists()
     with open(tmp_path / "out" / "gpu_profile.csv") as f:
         assert [r["table"] for r in csv.DictReader(f)] == [f"Table {n}" for n in range(3, 9)]
+
+
+def test_a_section_starts_only_if_it_can_end_within_the_budget():
+    import argparse
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import skipped
+
+    args = argparse.Namespace(skip=["loader"], budget_s=480.0)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert skipped("loader", False, 30, cuda, 0, args) == "--skip"
+    assert skipped("torch.compile", True, 200, cpu, 0, args) == "needs CUDA"
+    assert skipped("torch.compile", True, 200, cuda, 280, args) is None
+    assert skipped("torch.compile", True, 200, cuda, 281, args).startswith("it would end after the 480 s budget")
+    assert skipped("speed table", False, 150, cpu, 900, args) is None  # the small CPU run is not budgeted

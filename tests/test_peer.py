@@ -1,0 +1,41 @@
+"""The official code as a benchmark peer (installed by ``make bench-install``; skipped without it): the
+networks it builds from our layer graph are ours, and its loss runs on the targets' device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yolov7lib import build_model, peer
+
+pytest.importorskip("yolov7_package")
+
+DEPLOY = ["yolov7-tiny-silu", "yolov7", "yolov7x", "yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e"]
+HYP = {"box": 0.05, "cls": 0.3, "obj": 0.7, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
+       "label_smoothing": 0.0}
+
+
+@pytest.mark.parametrize("name", DEPLOY)
+def test_the_peer_builds_our_network(name):
+    """Same keys and shapes, so our weights load into the official model (the speed table's peer)."""
+    theirs = peer.official_model(name, 80, "deploy")
+    with torch.device("meta"):
+        ours = build_model(name, "deploy", 80)
+    assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["yolov7", "yolov7-e6e"])  # ComputeLossOTA, ComputeLossAuxOTA
+def test_the_peer_loss_builds_its_layer_index_on_the_targets_device(name):
+    """The upstream fix for CUDA changes nothing on the CPU: the loss equals the unpatched official one."""
+    model = build_model(name, "training", nc=3, width=0.125)
+    fixed = peer.official_loss(model, HYP)
+    original = type(fixed).__mro__[1](model)
+    assert [n for n in vars(type(fixed)) if n.startswith("build_targets")]
+    head, gen, size = model.head, torch.Generator().manual_seed(0), 128
+    shapes = [(2, head.na, size // int(s), size // int(s), head.no) for s in head.strides]
+    preds = [torch.randn(s, generator=gen) for s in shapes * (2 if hasattr(head, "m2") else 1)]
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.2, 0.3], [1, 0, 0.3, 0.6, 0.1, 0.1], [1, 2, 0.7, 0.2, 0.3, 0.2]])
+    images = torch.zeros(2, 3, size, size)
+    loss, parts = fixed(preds, targets, images)
+    assert torch.isfinite(loss).all()
+    assert torch.equal(loss, original(preds, targets, images)[0])
