@@ -130,7 +130,7 @@ def tracked(experiment: str = "yolov7lib", run_name: str | None = None, **kwargs
 
 class MLflowHook(Hook):
     """Logs a training run: config and hyp, per-epoch metrics, then the best checkpoint, the figures
-    of the last evaluation and the results CSV."""
+    of the last evaluation, the results CSV and its curves."""
 
     def __init__(self, experiment: str = "yolov7lib", run_name: str | None = None, **kwargs) -> None:
         self.experiment, self.run_name, self.kwargs = experiment, run_name, kwargs
@@ -154,6 +154,7 @@ class MLflowHook(Hook):
             for name in ("pr_curve.png", "confusion_matrix.png", "metrics.json"):
                 self.run.log_artifact(out / "eval" / name, "eval")
         self.run.log_artifact(out / "results.csv")
+        self.run.log_artifact(out / "results.png")
         self.run.log_artifact(out / "weights" / "best.pt", "weights")
         self.run.end()
 

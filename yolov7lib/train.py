@@ -4,7 +4,8 @@ One loop serves every model: the loss is picked from the model's head (an auxili
 coarse-to-fine lead-guided loss, :class:`~yolov7lib.loss.YOLOv7Loss`). Per epoch: warm-up, then the
 one-cycle schedule; nominal batch 64 by gradient accumulation; AMP on CUDA; EMA of the weights, which
 is validated and saved; ``last.pt`` and ``best.pt`` written atomically with everything needed to
-resume exactly (model, EMA, optimizer, scheduler, scaler, RNG states, config). Hooks receive
+resume exactly (model, EMA, optimizer, scheduler, scaler, RNG states, config); a row of
+``results.csv`` per epoch, and its curves in ``results.png`` at the end. Hooks receive
 the trainer at the start, after each epoch and at the end (MLflow tracking is one).
 
 Run it as ``yolov7 train ...``, ``python -m yolov7lib.train ...`` or, on several processes,
@@ -446,6 +447,7 @@ class Trainer:
             if self.distributed:
                 dist.barrier()
         if self.rank == 0:
+            results_figure(self.save_dir / "results.csv").savefig(self.save_dir / "results.png", dpi=100)
             for hook in self.hooks:
                 hook.on_train_end(self)
         return self.metrics
@@ -463,6 +465,35 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({"epoch": epoch, **{k: f"{v:.6g}" for k, v in metrics.items()}})
+
+
+CURVES = (("train/box", "box loss (CIoU)"), ("train/obj", "objectness loss"), ("train/cls", "class loss"),
+          ("train/loss", "loss"), ("lr", "learning rate per group"), ("val/AP", "AP@[.5:.95]"), ("val/AP50", "AP50"),
+          ("val/AP75", "AP75"), ("val/AR100", "AR100"), ("epoch_seconds", "seconds per epoch"))
+
+
+def results_figure(path: str | os.PathLike):
+    """A run's curves from its ``results.csv``: the training losses, learning rates and epoch times per
+    epoch, and the validation metrics at the epochs that were validated."""
+    from matplotlib.figure import Figure
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    lrs = [k for k in (rows[0] if rows else {}) if k.startswith("lr") and k[2:].isdigit()]  # one per group
+    fig = Figure(figsize=(16, 6), layout="constrained")
+    for ax, (key, title) in zip(fig.subplots(2, 5, sharex=True).flat, CURVES):
+        for column in lrs if key == "lr" else [key]:
+            points = [(int(r["epoch"]) + 1, float(r[column])) for r in rows if r.get(column)]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=column)
+        if key == "lr" and ax.lines:
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in fig.axes[5:]:
+        ax.set_xlabel("epoch")
+    fig.suptitle(str(Path(path).parent))
+    return fig
 
 
 def train(cfg: TrainConfig, hooks: Sequence[Hook] = (), resume: str | os.PathLike | None = None):

@@ -61,7 +61,7 @@ def test_training_run_is_logged(server, tiny_data, tmp_path, monkeypatch):
     history = client.get_metric_history(run.info.run_id, "val_AP50")
     assert [m.step for m in history] == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"results.csv", "weights", "eval"} <= artifacts
+    assert {"results.csv", "results.png", "weights", "eval"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {"eval/pr_curve.png"}
 
 

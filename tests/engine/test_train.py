@@ -17,7 +17,7 @@ from conftest import tiny_config
 
 from yolov7lib.checkpoint import load_checkpoint, load_model
 from yolov7lib.cli import main as cli
-from yolov7lib.train import TrainConfig, Trainer, config_from_args
+from yolov7lib.train import TrainConfig, Trainer, config_from_args, results_figure
 
 FLAGS = ["--cfg", "yolov7-tiny", "--hyp", "tiny", "--img", "64", "--batch", "4", "--workers", "0",
          "--warmup-min-iters", "2", "--no-tracking", "--no-progress"]
@@ -37,6 +37,7 @@ def test_run_writes_checkpoints_and_results(trained):
     last = load_checkpoint(run / "weights" / "last.pt")
     assert last["epoch"] == 1 and {"optimizer", "scheduler", "scaler", "rng", "model_state"} <= set(last)
     assert last["train_config"]["img_size"] == 64
+    assert (run / "results.png").stat().st_size > 0  # the curves of results.csv
     model = load_model(run / "weights" / "best.pt")
     assert model.config.names and len(model.config.names) == 8
 
@@ -52,6 +53,10 @@ def test_results_csv_keeps_its_columns_on_epochs_without_validation(tmp_path):
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert rows[0]["val/AP50"] == "" and rows[0]["fitness"] == "0" and rows[0]["epoch_seconds"] == "2"
     assert rows[1]["val/AP50"] == "0.5" and rows[1]["fitness"] == "0.275" and rows[1]["val/APl"] == ""
+    fig = results_figure(tmp_path / "results.csv")  # the curves: validated epochs only where validated
+    panels = {ax.get_title(): [line.get_xydata().tolist() for line in ax.lines] for ax in fig.axes}
+    assert panels["loss"] == [[[1, 1.0], [2, 0.5]]] and panels["AP@[.5:.95]"] == [[[2, 0.25]]]
+    assert panels["learning rate per group"] == [[[1, 0.01], [2, 0.01]]] and panels["AR100"] == []
 
 
 def _train_cmd(data, project, name, *extra):
