@@ -21,7 +21,7 @@ $(VENV)/.pipeline: $(VENV)/.dev
 
 install: $(VENV)/.dev
 
-test: $(VENV)/.dev  ## lint, then run the test suite
+test: $(VENV)/.bench  ## lint, then run the test suite (the official peer included: tests/test_peer.py)
 	$(VENV)/bin/ruff check yolov7lib tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -38,9 +38,12 @@ lab: $(VENV)/.dev  ## JupyterLab on notebooks/ (LAB_ARGS: more jupyter lab flags
 table: $(VENV)/.dev
 	$(PY) -m yolov7lib.models --table
 
-bench-install: $(VENV)/.dev  ## the official implementation as a benchmark peer (no deps pulled in)
+$(VENV)/.bench: $(VENV)/.dev
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m pip install -q --no-deps yolov7-package==0.0.13
+	touch $@
+
+bench-install: $(VENV)/.bench  ## the official implementation as a benchmark peer (no deps pulled in)
 
 # The GPU path in one command (benchmarks/gpu_check.py): CUDA tests, speed table, training step, loader,
 # Table 10's FP16 cells -> results/gpu/. It installs nothing, so it also runs on a GPU machine without a
