@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from dataclasses import replace
@@ -27,6 +26,7 @@ from yolov7lib.data.check import load_split
 from yolov7lib.data.dataset import DetectionDataset
 from yolov7lib.data.synthetic import generate
 from yolov7lib.hyp import P5
+from yolov7lib.runtime import available_cores
 
 
 def throughput(dataset, collate, batches: int, batch_size: int, workers: int) -> float:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     if not (args.data / "images" / "train").exists():
-        generate(args.data, train=args.images, val=1, size=args.size, seed=0, workers=os.cpu_count())
+        generate(args.data, train=args.images, val=1, size=args.size, seed=0, workers=available_cores())
     if not args.ours_only:
         import numpy as np
 

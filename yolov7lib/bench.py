@@ -96,17 +96,18 @@ def time_forward(fn: Callable[[], object], device: torch.device, warmup: int, re
 
 class CUDAGraphed:
     """``model`` replayed from CUDA graphs, one captured per input shape and layout (a new batch size
-    captures a new graph; all share one memory pool). The returned tensor is the graph's static
-    output, overwritten by the next call: copy it to keep it."""
+    captures a new graph; all share one memory pool and one side stream for their warm-ups). The
+    returned tensor is the graph's static output, overwritten by the next call: copy it to keep it."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.graphs: dict[tuple, tuple[torch.Tensor, torch.cuda.CUDAGraph, tuple]] = {}
         self.pool = None
+        self.stream: torch.cuda.Stream | None = None
 
     def _capture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.CUDAGraph, tuple]:
         static_in = x.clone()
-        stream = torch.cuda.Stream(x.device)
+        self.stream = stream = self.stream or torch.cuda.Stream(x.device)
         stream.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(stream):
             for _ in range(3):  # warm-up outside the graph (cuDNN picks its algorithms here)

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from .console import HelpFormatter, UserError, run
+from .runtime import available_cores
 from .train import TrainConfig
 
 
@@ -288,7 +289,7 @@ class TableRun:
         todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
         resume = {cfg.name: interrupted(cfg) for _, _, cfg in todo}
         tracked = self.parent is not None and self.parent.active
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         threads = max(1, cores // (self.jobs or cores))
         workers = min(len(todo), self.jobs or cores)
         if todo:

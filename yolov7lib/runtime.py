@@ -111,6 +111,15 @@ def _driver() -> str:
         return "unknown"
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a container's or ``taskset``'s share, where
+    ``os.cpu_count()`` counts the whole machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a clock read next
     measures it; nothing to wait for on the CPU."""

@@ -21,3 +21,14 @@ def test_full_fp32_turns_tf32_off_and_restores_it():
         assert [getattr(obj, name) for obj, name in flags] == [True, True]
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_available_cores_follow_the_affinity():
+    """Under ``taskset`` or a container's CPU set, the cores this process may use, not the machine's."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from yolov7lib.runtime import available_cores; print(available_cores())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
