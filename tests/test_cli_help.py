@@ -38,7 +38,7 @@ def test_every_option_has_a_help_text(name, monkeypatch):
         assert parser.formatter_class.__name__ == "HelpFormatter", parser.prog
         text = " ".join(parser.format_help().split())
         assert "(default: None)" not in text and "(default: )" not in text, parser.prog  # says nothing
-        assert "``" not in text and not re.search(r":\w+:`", text), parser.prog  # no reST markup
+        assert "``" not in text and "::" not in text and not re.search(r":\w+:`", text), parser.prog  # no reST
         for action in parser._actions:
             if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
                 assert action.help, f"{parser.prog} {'/'.join(action.option_strings) or action.dest} has no help"
@@ -47,10 +47,12 @@ def test_every_option_has_a_help_text(name, monkeypatch):
 def test_a_docstring_shows_as_plain_text():
     from yolov7lib.console import plain
 
-    doc = """Train (:class:`~yolov7lib.train.Trainer`, :func:`yolov7lib.train.train`).
+    doc = """Train (:class:`~yolov7lib.train.Trainer`, :py:func:`yolov7lib.train.train`).
 
-        Writes ``last.pt``; ``x`` and ``y``."""
-    assert plain(doc) == "Train (Trainer, yolov7lib.train.train).\n\nWrites last.pt; x and y."
+        Writes ``last.pt``; ``x`` and ``y``::
+
+            yolov7 train"""
+    assert plain(doc) == "Train (Trainer, yolov7lib.train.train).\n\nWrites last.pt; x and y:\n\n    yolov7 train"
 
 
 def test_yolov7_help_lists_every_command_with_a_line(capsys):

@@ -24,18 +24,25 @@ def test_the_peer_builds_our_network(name):
     assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["yolov7", "yolov7-e6e"])  # ComputeLossOTA, ComputeLossAuxOTA
-def test_the_peer_loss_builds_its_layer_index_on_the_targets_device(name):
-    """The upstream fix for CUDA changes nothing on the CPU: the loss equals the unpatched official one."""
-    model = build_model(name, "training", nc=3, width=0.125)
-    fixed = peer.official_loss(model, HYP)
-    original = type(fixed).__mro__[1](model)
-    assert [n for n in vars(type(fixed)) if n.startswith("build_targets")]
+def loss_case(name: str, device: torch.device | str = "cpu"):
+    """Our ``name`` at 1/8 width (3 classes) and inputs of the official loss on ``device``: (model, raw
+    predictions, targets, images)."""
+    model = build_model(name, "training", nc=3, width=0.125).to(device)
     head, gen, size = model.head, torch.Generator().manual_seed(0), 128
     shapes = [(2, head.na, size // int(s), size // int(s), head.no) for s in head.strides]
-    preds = [torch.randn(s, generator=gen) for s in shapes * (2 if hasattr(head, "m2") else 1)]
+    preds = [torch.randn(s, generator=gen).to(device) for s in shapes * (2 if hasattr(head, "m2") else 1)]
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.2, 0.3], [1, 0, 0.3, 0.6, 0.1, 0.1], [1, 2, 0.7, 0.2, 0.3, 0.2]])
-    images = torch.zeros(2, 3, size, size)
-    loss, parts = fixed(preds, targets, images)
+    return model, preds, targets.to(device), torch.zeros(2, 3, size, size, device=device)
+
+
+@pytest.mark.parametrize("name", ["yolov7", "yolov7-e6e"])  # ComputeLossOTA, ComputeLossAuxOTA
+def test_the_peer_loss_builds_its_layer_index_on_the_targets_device(name):
+    """The upstream fix for CUDA (on CUDA: tests/gpu/test_cuda.py) changes nothing on the CPU: the loss
+    equals the unpatched official one."""
+    model, preds, targets, images = loss_case(name)
+    fixed = peer.official_loss(model, HYP)
+    assert [n for n in vars(type(fixed)) if n.startswith("build_targets")]
+    loss, _ = fixed(preds, targets, images)
+    original = type(fixed).__mro__[1](model)
     assert torch.isfinite(loss).all()
     assert torch.equal(loss, original(preds, targets, images)[0])

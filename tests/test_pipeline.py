@@ -164,11 +164,10 @@ def test_arms_in_a_pool_of_processes_train_as_in_one_process(tiny_data, tmp_path
 def test_an_interrupted_run_resumes_from_its_last_epoch(tiny_data, tmp_path, monkeypatch):
     """A run stopped after its first epoch (the stage killed there) goes on from its ``last.pt`` at the
     next :meth:`TableRun.run` and ends with the metrics and weights of a run never stopped."""
-    import os
-
     import torch
 
     from yolov7lib.hooks import Hook
+    from yolov7lib.runtime import available_cores
 
     class Stop(Hook):
         def on_epoch_end(self, trainer, metrics):
@@ -181,9 +180,10 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tiny_data, tmp_path, mon
     cut = pipeline.TableRun(99, prof, tmp_path / "cut", str(tiny_data), tracking=False, jobs=1)
     (_, _, cfg), = cut.configs([arm])
     with pytest.raises(KeyboardInterrupt):
-        pipeline.train_job(cfg, os.cpu_count(), [Stop()])
+        pipeline.train_job(cfg, available_cores(), [Stop()])
     assert pipeline.finished_metrics(cfg) is None and pipeline.interrupted(cfg) == cfg.save_dir / "weights" / "last.pt"
     assert pipeline.interrupted(replace(cfg, epochs=3)) is None  # another schedule starts over
+    assert pipeline.interrupted(cfg, available_cores() + 1) is None  # so do other thread counts
     resumed, train_job = [], pipeline.train_job
     monkeypatch.setattr(pipeline, "train_job", lambda *a: resumed.append(a[3]) or train_job(*a))
     assert cut.run([arm]) == whole.run([arm]) and resumed == [cfg.save_dir / "weights" / "last.pt", None]

@@ -20,9 +20,10 @@ from typing import Any
 
 def plain(text: str) -> str:
     """A docstring as a terminal shows it: dedented, Sphinx roles as their targets (the last part
-    where ``~`` asks for it) and double-backquoted literals bare."""
-    text = re.sub(r":\w+:`(~?)([^`]+)`", lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], inspect.cleandoc(text))
-    return re.sub(r"``([^`]+)``", r"\1", text)
+    where ``~`` asks for it), double-backquoted literals bare and a literal block's ``::`` as ``:``."""
+    text = re.sub(r"(?::\w+)+:`(~?)([^`]+)`", lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2],
+                  inspect.cleandoc(text))
+    return re.sub(r"::$", ":", re.sub(r"``([^`]+)``", r"\1", text), flags=re.MULTILINE)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -10,6 +10,7 @@ the official code builds the same network (same state_dict keys and shapes) with
 
 from __future__ import annotations
 
+import ast
 import inspect
 import textwrap
 
@@ -103,8 +104,9 @@ def _on_targets_device(cls: type) -> type:
         if _CPU_ONLY not in source:
             raise RuntimeError(f"{cls.__name__}.{name} of this yolov7-package differs from 0.0.13: no {_CPU_ONLY!r}")
         namespace: dict = {}
-        code = compile(source.replace(_CPU_ONLY, "torch.ones(size=(len(b),), device=b.device) * i"),
-                       inspect.getsourcefile(method) or "<official>", "exec")
+        tree = ast.parse(source.replace(_CPU_ONLY, "torch.ones(size=(len(b),), device=b.device) * i"))
+        ast.increment_lineno(tree, inspect.getsourcelines(method)[1] - 1)  # tracebacks name the official lines
+        code = compile(tree, inspect.getsourcefile(method) or "<official>", "exec")
         exec(code, method.__globals__, namespace)  # the official method with that one argument added
         fixed[name] = namespace[name]
     return type(cls.__name__, (cls,), fixed)

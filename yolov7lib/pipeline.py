@@ -163,9 +163,10 @@ def train_config(prof: dict, arm: Arm, seed: int, project: Path, data: str) -> T
                           "overrides": overrides})
 
 
-def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float]] | None:
-    """The last epoch saved in ``cfg``'s folder by a run with ``cfg``'s settings, and its metrics; None
-    where there is no such run (none, another setting, or an unreadable ``last.pt``)."""
+def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float], int | None] | None:
+    """The last epoch saved in ``cfg``'s folder by a run with ``cfg``'s settings, its metrics and the
+    threads it trained on (None: not recorded); None where there is no such run (none, another
+    setting, or an unreadable ``last.pt``)."""
     from .checkpoint import CheckpointError, load_checkpoint
 
     last = cfg.save_dir / "weights" / "last.pt"
@@ -178,7 +179,7 @@ def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float]] | None:
     stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
     if _settings(stored) != _settings(asdict(cfg)) or not isinstance(ckpt.get("epoch"), int):
         return None
-    return ckpt["epoch"], ckpt.get("metrics") or {}
+    return ckpt["epoch"], ckpt.get("metrics") or {}, ckpt.get("threads")
 
 
 def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
@@ -187,12 +188,16 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
     return saved[1] if saved and saved[0] == cfg.epochs - 1 else None
 
 
-def interrupted(cfg: TrainConfig) -> Path | None:
-    """The ``last.pt`` to resume a run of ``cfg``'s settings that stopped before its last epoch, else
-    None. The resume is exact (:meth:`yolov7lib.train.Trainer.resume`), so the run ends as if never
-    stopped."""
+def interrupted(cfg: TrainConfig, threads: int | None = None) -> Path | None:
+    """The ``last.pt`` to resume a run of ``cfg``'s settings that stopped before its last epoch, on
+    ``threads`` threads as before (None: any), else None. The resume is exact
+    (:meth:`yolov7lib.train.Trainer.resume`), so the run ends as if never stopped."""
     saved = saved_epoch(cfg)
-    return cfg.save_dir / "weights" / "last.pt" if saved and saved[0] < cfg.epochs - 1 else None
+    if not saved or saved[0] >= cfg.epochs - 1:
+        return None
+    if None not in (threads, saved[2]) and saved[2] != threads:  # not bit for bit: it starts over
+        return None
+    return cfg.save_dir / "weights" / "last.pt"
 
 
 def _settings(config: dict) -> dict:
@@ -204,8 +209,8 @@ def share_finished(cfg: TrainConfig, root: Path) -> dict[str, float] | None:
     """The final metrics of a finished run elsewhere under ``root`` (another table's) whose settings are
     ``cfg``'s but for its folder, linked at ``cfg``'s folder so that it counts as this table's run; else
     None. Two tables with the same arm (Table 7's base is Table 6's) train it once."""
-    if cfg.save_dir.exists() or cfg.save_dir.is_symlink():
-        return None
+    if cfg.save_dir.exists() or cfg.save_dir.is_symlink() or int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return None  # under torchrun every rank would decide alone: the run trains here
     want = _settings(asdict(cfg))
     for path in sorted(root.glob("table*/runs/**/config.yaml")):
         saved = yaml.safe_load(path.read_text()) or {}
@@ -287,10 +292,10 @@ class TableRun:
         jobs = self.configs(arms)
         done = {cfg.name: finished_metrics(cfg) or share_finished(cfg, self.out.parent) for _, _, cfg in jobs}
         todo = [(arm, seed, cfg) for arm, seed, cfg in jobs if done[cfg.name] is None]
-        resume = {cfg.name: interrupted(cfg) for _, _, cfg in todo}
         tracked = self.parent is not None and self.parent.active
         cores = available_cores()
         threads = max(1, cores // (self.jobs or cores))
+        resume = {cfg.name: interrupted(cfg, threads) for _, _, cfg in todo}  # else it starts over
         workers = min(len(todo), self.jobs or cores)
         if todo:
             resumed = sum(path is not None for path in resume.values())
@@ -300,10 +305,14 @@ class TableRun:
         if workers > 1:
             with ProcessPoolExecutor(workers, mp_context=_spawn()) as pool:
                 futures = {pool.submit(train_job, cfg, threads, resume=resume[cfg.name]): cfg for _, _, cfg in todo}
-                for k, future in enumerate(as_completed(futures), 1):
-                    cfg = futures[future]
-                    done[cfg.name] = future.result()
-                    _report(k, len(todo), cfg, done[cfg.name])
+                try:
+                    for k, future in enumerate(as_completed(futures), 1):
+                        cfg = futures[future]
+                        done[cfg.name] = future.result()
+                        _report(k, len(todo), cfg, done[cfg.name])
+                except BaseException:  # Ctrl-C or a failed run: the queued runs do not start
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
             hooked = set()
         else:  # here, each run logging its epochs to its own nested run
             for k, (_, _, cfg) in enumerate(todo, 1):

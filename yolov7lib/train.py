@@ -322,6 +322,7 @@ class Trainer:
             "hyp": asdict(self.hyp),
             "metrics": self.metrics,
             "trainer_version": FORMAT_VERSION,
+            "threads": torch.get_num_threads(),  # a resume on as many threads goes on bit for bit
             "data_path": str(Path(self.cfg.data).resolve()),  # a resume from another folder finds the data
         }
 
@@ -345,6 +346,11 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
         self.metrics = ckpt.get("metrics", {})
+        self._trim_results(ckpt["epoch"])
+        if ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+            warnings.warn(f"{path} trained on {ckpt['threads']} threads, this resume runs on "
+                          f"{torch.get_num_threads()}: it goes on, but not bit for bit as it would have "
+                          "(float sums in another order)", RuntimeWarning, stacklevel=2)
         if self.start_epoch >= self.cfg.epochs:
             warnings.warn(f"{path}: training already finished ({self.cfg.epochs} epochs)", stacklevel=2)
 
@@ -436,8 +442,8 @@ class Trainer:
                 self.best_fitness = max(self.best_fitness, fitness)
                 metrics.update({"fitness": fitness, "epoch_seconds": time.perf_counter() - t0})
                 self.metrics = metrics
+                self._write_results(epoch, metrics)  # before the checkpoint: a resume drops rows past it
                 self.save(epoch, best)
-                self._write_results(epoch, metrics)
                 if cfg.progress:
                     shown = ("train/loss", "val/AP", "val/AP50", "epoch_seconds")
                     print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(
@@ -447,10 +453,24 @@ class Trainer:
             if self.distributed:
                 dist.barrier()
         if self.rank == 0:
-            results_figure(self.save_dir / "results.csv").savefig(self.save_dir / "results.png", dpi=100)
+            try:
+                results_figure(self.save_dir / "results.csv").savefig(self.save_dir / "results.png", dpi=100)
+            except Exception as err:  # a figure never costs the run
+                warnings.warn(f"no results.png: {type(err).__name__}: {err}", RuntimeWarning, stacklevel=2)
             for hook in self.hooks:
                 hook.on_train_end(self)
         return self.metrics
+
+    def _trim_results(self, last_epoch: int) -> None:
+        """Drop the rows of ``results.csv`` after ``last_epoch`` (written before a stop that came ahead
+        of their checkpoint): the resumed run writes them again."""
+        path = self.save_dir / "results.csv"
+        if self.rank != 0 or not path.exists():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= last_epoch]
+        if len(kept) < len(lines):
+            path.write_text("".join(kept))
 
     def _write_results(self, epoch: int, metrics: dict[str, float]) -> None:
         """Append the epoch's row to ``results.csv``. The columns are fixed (every ``val/`` metric

@@ -59,6 +59,16 @@ def test_results_csv_keeps_its_columns_on_epochs_without_validation(tmp_path):
     assert panels["learning rate per group"] == [[[1, 0.01], [2, 0.01]]] and panels["AR100"] == []
 
 
+def test_a_resume_drops_the_rows_written_after_its_checkpoint(tmp_path):
+    """A row is written before its epoch's checkpoint: a stop between the two leaves a row that the
+    resumed run writes again, so the resume drops it."""
+    run = SimpleNamespace(save_dir=tmp_path, rank=0)
+    for epoch in range(3):
+        Trainer._write_results(run, epoch, {"train/loss": 1.0 / (epoch + 1), "fitness": 0.0})
+    Trainer._trim_results(run, 1)
+    assert [r["epoch"] for r in results(tmp_path)] == ["0", "1"]
+
+
 def _train_cmd(data, project, name, *extra):
     return [sys.executable, "-m", "yolov7lib.train", *FLAGS, "--data", str(data), "--project", str(project),
             "--name", name, *extra]

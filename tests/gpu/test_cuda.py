@@ -196,3 +196,20 @@ def test_ddp_with_nccl_and_sync_bn_runs_a_step(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "backend nccl" in proc.stdout and "SyncBatchNorm:" in proc.stdout, proc.stdout[-2000:]
     assert load_checkpoint(tmp_path / "ddp" / "weights" / "last.pt")["epoch"] == 0
+
+
+# -- the benchmark peer ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["yolov7", "yolov7-e6e"])  # ComputeLossOTA, ComputeLossAuxOTA
+def test_the_official_loss_runs_on_cuda(name):
+    """The training-step section's official loss (the peer, upstream's CUDA fix applied) on CUDA: the
+    CPU's loss within float tolerance."""
+    pytest.importorskip("yolov7_package")
+    from test_peer import HYP, loss_case
+
+    from yolov7lib.peer import official_loss
+
+    losses = {}
+    for device in ("cpu", CUDA):
+        model, preds, targets, images = loss_case(name, device)
+        losses[device] = official_loss(model, HYP)(preds, targets, images)[0].item()
+    assert losses[CUDA] == pytest.approx(losses["cpu"], rel=1e-4)
