@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolov7lib import VARIANTS, build_model, peer
 from yolov7lib.loss import compute_loss
+from yolov7lib.runtime import synchronize
 
 HYP = {"box": 0.05, "cls": 0.3, "obj": 0.7, "cls_pw": 1.0, "obj_pw": 1.0, "fl_gamma": 0.0, "anchor_t": 4.0,
        "label_smoothing": 0.0}
@@ -95,16 +96,13 @@ def timed(fn, preds, repeats: int, device: str) -> tuple[float, float]:
     for _ in range(repeats):
         for p in preds:
             p.grad = None
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
         t = time.perf_counter()
         loss = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
         t1 = time.perf_counter()
         loss.sum().backward()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
         forward.append(t1 - t)
         total.append(time.perf_counter() - t)
     return statistics.median(forward), statistics.median(total)
@@ -117,12 +115,10 @@ def gradient_floor(model_name: str, batch: int, size: int, device: str, repeats:
     preds = [p.to(device) for p in preds]
     times = []
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
         t = time.perf_counter()
         grads = [torch.zeros_like(p) for p in preds]
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(torch.device(device))
         times.append(time.perf_counter() - t)
         del grads
     return statistics.median(times)
