@@ -50,13 +50,15 @@ def accumulation(batch_size: int, nominal: int = NOMINAL_BATCH) -> int:
 
 def build_optimizer(model: nn.Module, hyp: Hyp, batch_size: int, adam: bool = False,
                     nominal: int = NOMINAL_BATCH) -> torch.optim.Optimizer:
-    """SGD (Nesterov) or Adam over the three groups; ``batch_size`` is the total over all processes."""
+    """SGD (Nesterov) or Adam over the three groups; ``batch_size`` is the total over all processes.
+    ``foreach`` (the default on CUDA) updates a group in one call per step, with the same arithmetic
+    as one call per tensor."""
     norm, weights, biases = parameter_groups(model)
     decay = hyp.weight_decay * batch_size * accumulation(batch_size, nominal) / nominal
     if adam:
-        optimizer = torch.optim.Adam(norm, lr=hyp.lr0, betas=(hyp.momentum, 0.999))
+        optimizer = torch.optim.Adam(norm, lr=hyp.lr0, betas=(hyp.momentum, 0.999), foreach=True)
     else:
-        optimizer = torch.optim.SGD(norm, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
+        optimizer = torch.optim.SGD(norm, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True, foreach=True)
     optimizer.add_param_group({"params": weights, "weight_decay": decay})
     optimizer.add_param_group({"params": biases})
     return optimizer

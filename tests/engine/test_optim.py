@@ -68,3 +68,52 @@ def test_ema_decay_and_buffers():
     torch.testing.assert_close(ema.ema[0].weight, before_w * d + (1 - d))
     torch.testing.assert_close(ema.ema[1].running_mean, before_m * d + 2.0 * (1 - d))
     assert ema.ema[1].num_batches_tracked == 0  # integer buffers are not averaged
+
+
+def _per_tensor_average(ema: nn.Module, model: nn.Module, d: float) -> None:
+    """The EMA rule written one tensor at a time: what the foreach update must equal bit for bit."""
+    current = model.state_dict()
+    for name, v in ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            v.mul_(d).add_(current[name], alpha=1 - d)
+
+
+def test_ema_foreach_equals_the_per_tensor_rule_and_follows_a_moved_model():
+    torch.manual_seed(0)
+    net = build_model("yolov7-tiny", "training", nc=3, width=0.25).to(memory_format=torch.channels_last)
+    ema, reference = ModelEMA(net), ModelEMA(net)
+    for step in range(3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+            for b in net.buffers():
+                if b.dtype.is_floating_point:
+                    b.mul_(1.5)
+        if step == 1:  # validation turns the average contiguous and replaces its tensors
+            ema.ema.to(memory_format=torch.contiguous_format)
+            reference.ema.to(memory_format=torch.contiguous_format)
+        ema.update(net)
+        reference.updates += 1
+        with torch.no_grad():
+            _per_tensor_average(reference.ema, net, reference.rate(reference.updates))
+    mine, theirs = ema.ema.state_dict(), reference.ema.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert not torch.equal(mine["model.0.conv.weight"], net.state_dict()["model.0.conv.weight"])
+
+
+@pytest.mark.parametrize("adam", [False, True])
+def test_optimizer_foreach_equals_one_call_per_tensor(adam):
+    torch.manual_seed(0)
+    nets = [build_model("yolov7-tiny", "training", nc=3, width=0.25) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [build_optimizer(net, P5, 16, adam) for net in nets]
+    for group in opts[1].param_groups:
+        group["foreach"] = False
+    x = torch.rand(2, 3, 64, 64)
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            sum(p.square().mean() for p in net(x)).backward()
+            opt.step()
+    assert all(g["foreach"] for g in opts[0].param_groups)
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
