@@ -269,3 +269,13 @@ def test_the_cpu_profile_keeps_each_tables_structural_point(number):
         if len(_block_depths(f)) == len(base_full):
             assert [a / b for a, b in zip(_block_depths(f), base_full)] == \
                 [a / b for a, b in zip(_block_depths(r), base_reduced)], f.name
+
+
+def test_each_finished_run_says_how_long_the_table_has_left(capsys, monkeypatch):
+    cfg = TrainConfig(name="(a)/seed1")
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: 1000.0)
+    pipeline._report(2, 6, cfg, {"val/AP50": 0.612, "val/AP": 0.3}, started=880.0)
+    pipeline._report(6, 6, cfg, {"val/AP50": 0.612, "val/AP": 0.3}, started=880.0)
+    assert capsys.readouterr().out.splitlines() == [
+        "[2/6] (a)/seed1: AP50 61.2 %, AP 30.0 % (2 min 00 s so far, about 4 min 00 s to go)",
+        "[6/6] (a)/seed1: AP50 61.2 %, AP 30.0 % (2 min 00 s so far)"]

@@ -39,6 +39,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: ``42 s``, ``3 min 05 s``, ``1 h 07 min``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 class UserError(Exception):
     """A mistake in what was asked (an argument, a file, a dataset): its message says what is wrong
     and how to fix it."""

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .console import HelpFormatter, UserError, run
+from .console import HelpFormatter, UserError, duration, run
 from .runtime import available_cores
 from .train import TrainConfig
 
@@ -297,6 +297,7 @@ class TableRun:
         threads = max(1, cores // (self.jobs or cores))
         resume = {cfg.name: interrupted(cfg, threads) for _, _, cfg in todo}  # else it starts over
         workers = min(len(todo), self.jobs or cores)
+        started = time.perf_counter()
         if todo:
             resumed = sum(path is not None for path in resume.values())
             print(f"{self.table}: {len(jobs) - len(todo)} of {len(jobs)} runs finished before; training "
@@ -309,7 +310,7 @@ class TableRun:
                     for k, future in enumerate(as_completed(futures), 1):
                         cfg = futures[future]
                         done[cfg.name] = future.result()
-                        _report(k, len(todo), cfg, done[cfg.name])
+                        _report(k, len(todo), cfg, done[cfg.name], started)
                 except BaseException:  # Ctrl-C or a failed run: the queued runs do not start
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
@@ -322,7 +323,7 @@ class TableRun:
 
                     hooks.append(MLflowHook(self.experiment, cfg.name, nested=True))
                 done[cfg.name] = train_job(cfg, threads, hooks, resume[cfg.name])
-                _report(k, len(todo), cfg, done[cfg.name])
+                _report(k, len(todo), cfg, done[cfg.name], started)
             hooked = {cfg.name for _, _, cfg in todo}
         trained = {cfg.name for _, _, cfg in todo}
         rows = []
@@ -380,9 +381,12 @@ def _spawn():
     return multiprocessing.get_context("spawn")
 
 
-def _report(k: int, n: int, cfg: TrainConfig, metrics: dict[str, float]) -> None:
+def _report(k: int, n: int, cfg: TrainConfig, metrics: dict[str, float], started: float) -> None:
+    """One line per finished run: its metrics, the time so far and, from the pace so far, what is left."""
+    elapsed = time.perf_counter() - started
+    left = f", about {duration(elapsed * (n - k) / k)} to go" if k < n else ""
     print(f"[{k}/{n}] {cfg.name}: AP50 {100 * metrics.get('val/AP50', math.nan):.1f} %, "
-          f"AP {100 * metrics.get('val/AP', math.nan):.1f} %", flush=True)
+          f"AP {100 * metrics.get('val/AP', math.nan):.1f} % ({duration(elapsed)} so far{left})", flush=True)
 
 
 def job_commands(prof: dict, table: int) -> list[str]:
@@ -514,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             prof = {**prof, "seeds": [args.seed]}
         started = time.perf_counter()
         rows = TableRun(args.table, prof, tracking=False, jobs=args.jobs).run(arms)
-        print(f"{len(rows)} run(s) of table {args.table} finished in {time.perf_counter() - started:.0f} s")
+        print(f"{len(rows)} run(s) of table {args.table} finished in {duration(time.perf_counter() - started)}")
     return 0
 
 
