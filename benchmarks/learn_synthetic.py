@@ -8,7 +8,7 @@ Generates ``data/synthetic`` (512 / 128 images at 320 px, seed 0) if missing; tr
 the given width with the tiny hyps (mosaic 1.0 as officially; lr0 0.04, no MixUp or paste-in), batch 8
 and a nominal batch equal to it (batch 8 beat batch 16 and Adam in a side-by-side run), at 480 px (the
 320-px images upscaled: small objects gain more than the fewer epochs cost), under bfloat16 autocast
-(the CPU's AMX units make a step 1.5x faster than float32), with the images cached in RAM; prints the
+(on a CPU with AMX units a step is 1.5x faster than in float32), with the images cached in RAM; prints the
 final metrics, AP50 and recall per COCO area range, the wall time and whether the target was reached
 within the budget.
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="schedule length (30 at 480 px: about 9 min on 2 cores)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--amp", default="bf16", help="bf16 (autocast; AMX makes it 1.5x faster here) or off")
+    parser.add_argument("--amp", default="bf16", help="bf16 (autocast; 1.5x faster on a CPU with AMX) or off")
     parser.add_argument("--data", default="data/synthetic/data.yaml")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyp overrides, e.g. scale=0.3")
     args = parser.parse_args()
