@@ -80,6 +80,24 @@ def test_onnx_with_nms(varied, tmp_path):
         assert abs(n - len(ref[i])) <= 0.01 * len(ref[i])
 
 
+def test_nms_in_the_graph_keeps_boxes_past_the_top_left_corner_apart():
+    """Images and classes stay apart with boxes reaching past (0, 0): a class-0 box at (-16, -16) of
+    image 1 is not suppressed by image 0's class-1 box in the far corner (neighbouring groups)."""
+    from types import SimpleNamespace
+
+    from yolov7lib.export import _WithNMS
+
+    class Fixed(torch.nn.Module):
+        head = SimpleNamespace(nc=2)
+
+        def forward(self, x):
+            return (torch.tensor([[[620.0, 620.0, 35.0, 35.0, 0.9, 0.0, 0.9]],
+                                  [[-16.0, -16.0, 40.0, 40.0, 0.8, 0.9, 0.0]]]),)
+
+    dets = _WithNMS(Fixed(), 0.25, 0.45)(torch.zeros(2, 3, 8, 8))
+    assert dets[:, 0].tolist() == [0.0, 1.0]
+
+
 def test_bench_small_cpu_case():
     rows = bench_model("yolov7-tiny", torch.device("cpu"), batches=(1, 2), protocols=("paper", "fixed"),
                        paths=("eager", "channels_last"), warmup=1, repeats=2, size=128)

@@ -18,8 +18,9 @@ from .runtime import unwrap
 class ModelEMA:
     """An eval-mode copy of ``model`` updated after each optimizer step.
 
-    The floating state_dict entries are averaged with two ``torch._foreach`` calls, the arithmetic of
-    one ``mul_`` and ``add_`` per tensor in fewer calls. Where each entry lives (its module and name)
+    The floating state_dict entries are averaged with ``torch._foreach`` calls, bit for bit the
+    official ``v *= d; v += (1 - d) * v_model`` per tensor (a fused ``add_(x, alpha=1 - d)`` rounds
+    differently). Where each entry lives (its module and name)
     is looked up once per model, and the tensors are read from there at every update, so a model
     moved in between (``to(memory_format=...)`` replaces tensors) is averaged where it now is.
     """
@@ -45,7 +46,7 @@ class ModelEMA:
             self._model = model, _slots(model, self._names)
         averaged = [where[name] for where, name in self._slots]
         torch._foreach_mul_(averaged, d)
-        torch._foreach_add_(averaged, [where[name] for where, name in self._model[1]], alpha=1 - d)
+        torch._foreach_add_(averaged, torch._foreach_mul([where[name] for where, name in self._model[1]], 1 - d))
 
 
 def _slots(model: nn.Module, names: list[str]) -> list[tuple[dict, str]]:

@@ -27,8 +27,9 @@ from .reparam import reparameterize
 class _WithNMS(nn.Module):
     """Decoded outputs -> class-aware NMS inside the graph (``torchvision.ops.nms`` exports as ONNX
     NonMaxSuppression). Each box keeps its best class, as ``non_max_suppression(multi_label=False)``;
-    images and classes are kept apart by shifting every (image, class) group to its own region
-    ``group · (largest coordinate + 1)`` with dense group numbers, which keeps the float32 shift small."""
+    images and classes are kept apart by moving every (image, class) group to its own region,
+    ``group · (coordinate range + 1)`` past the smallest coordinate, with dense group numbers, which
+    keeps the float32 shift small and holds for boxes reaching past the top-left corner."""
 
     def __init__(self, model: nn.Module, conf: float, iou: float) -> None:
         super().__init__()
@@ -45,8 +46,9 @@ class _WithNMS(nn.Module):
         score, cls = score.reshape(-1), cls.reshape(-1)
         keep = score > self.conf
         boxes, score, cls, image = boxes[keep], score[keep], cls[keep], image[keep]
-        largest = torch.cat((boxes.reshape(-1), boxes.new_zeros(1))).max()  # 0 when nothing passed
-        shift = (image * self.nc + cls).to(boxes.dtype)[:, None] * (largest + 1)
+        flat = torch.cat((boxes.reshape(-1), boxes.new_zeros(1)))  # 0 when nothing passed
+        smallest = flat.min()
+        shift = (image * self.nc + cls).to(boxes.dtype)[:, None] * (flat.max() - smallest + 1) - smallest
         kept = torchvision.ops.nms(boxes + shift, score, self.iou)
         return torch.cat((image[kept, None].float(), boxes[kept], score[kept, None], cls[kept, None].float()), 1)
 

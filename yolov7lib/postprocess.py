@@ -11,6 +11,8 @@ import torchvision
 
 from .boxes import xywh_to_xyxy
 
+MAX_WH = 4096  # the official per-class shift of NMS (pixels), larger than any input side
+
 
 def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres: float = 0.65,
                         max_det: int = 300, multi_label: bool = True, max_nms: int = 30000) -> list[torch.Tensor]:
@@ -19,6 +21,8 @@ def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres
 
     ``score = obj · cls`` (just ``obj`` for a one-class model, whose class output is untrained);
     with ``multi_label`` every class above the threshold makes a detection, otherwise the best one.
+    Classes are kept apart as officially, by shifting each class's boxes by ``class · 4096`` pixels
+    before one NMS (which also holds for boxes reaching past the image's top-left corner).
     """
     if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
         raise ValueError(f"thresholds must lie in [0, 1], got conf {conf_thres}, iou {iou_thres}")
@@ -38,7 +42,8 @@ def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres
         if score.numel() > max_nms:
             top = score.topk(max_nms).indices
             boxes, score, cls = boxes[top], score[top], cls[top]
-        keep = torchvision.ops.batched_nms(boxes.float(), score.float(), cls, iou_thres)[:max_det]
+        shifted = boxes.float() + cls[:, None].float() * MAX_WH
+        keep = torchvision.ops.nms(shifted, score.float(), iou_thres)[:max_det]
         out.append(torch.cat((boxes[keep], score[keep, None], cls[keep, None].to(boxes.dtype)), 1))
     return out
 

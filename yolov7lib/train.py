@@ -261,7 +261,8 @@ class Trainer:
             persistent_workers=cfg.workers > 0)
         if self.rank == 0:
             stride = int(max(self.model.head.strides))
-            self.val_set = validation_dataset(self.data, cfg.img_size, stride, 2 * cfg.batch_size, warn=True,
+            self.val_batch = 2 * (cfg.batch_size // self.world)  # officially twice the batch of one process
+            self.val_set = validation_dataset(self.data, cfg.img_size, stride, self.val_batch, warn=True,
                                               cache_images=cfg.cache_images, progress=cfg.progress)
 
     def _distribute(self, model: nn.Module) -> nn.Module:
@@ -416,7 +417,7 @@ class Trainer:
                 "train/loss": float(mean[3]), **lrs}
 
     def validate(self) -> dict[str, float]:
-        result = evaluate(self.ema.ema, self.val_set, self.data.names, batch_size=2 * self.cfg.batch_size,
+        result = evaluate(self.ema.ema, self.val_set, self.data.names, batch_size=self.val_batch,
                           conf_thres=self.cfg.conf_thres, iou_thres=self.cfg.iou_thres,
                           progress=self.cfg.progress)
         self.last_eval = result
@@ -438,7 +439,8 @@ class Trainer:
                 if (epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs:
                     metrics.update(self.validate())
                 fitness = 0.1 * metrics.get("val/AP50", 0.0) + 0.9 * metrics.get("val/AP", 0.0)
-                best = fitness > self.best_fitness
+                # as officially, a validated epoch that ties the best becomes the best
+                best = fitness > self.best_fitness or (fitness == self.best_fitness and "val/AP" in metrics)
                 self.best_fitness = max(self.best_fitness, fitness)
                 metrics.update({"fitness": fitness, "epoch_seconds": time.perf_counter() - t0})
                 self.metrics = metrics

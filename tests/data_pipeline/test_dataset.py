@@ -122,7 +122,8 @@ def test_paste_in_unit():
 
 
 def test_segments_resample_as_the_official_interp():
-    """All polygons at once, bit for bit what np.interp over each polygon's vertex index gives."""
+    """All polygons at once, bit for bit what np.interp over each polygon's vertex index gives (the
+    official ``resample_segments``: first to last vertex, no closing edge)."""
     from yolov7lib.data.augment import resample_segments
 
     rng = np.random.default_rng(0)
@@ -130,9 +131,8 @@ def test_segments_resample_as_the_official_interp():
         segments = [rng.uniform(0, 640, (rng.integers(1, 40), 2)) for _ in range(rng.integers(1, 8))]
         expected = []
         for s in segments:
-            closed = np.concatenate((s, s[:1]), 0)
-            x = np.linspace(0, len(closed) - 1, 100)
-            expected.append(np.stack([np.interp(x, np.arange(len(closed)), closed[:, i]) for i in range(2)], 1))
+            x = np.linspace(0, len(s) - 1, 100)
+            expected.append(np.stack([np.interp(x, np.arange(len(s)), s[:, i]) for i in range(2)], 1))
         assert np.array_equal(resample_segments(segments, 100), np.stack(expected))
     assert resample_segments([], 100).shape == (0, 100, 2)
 

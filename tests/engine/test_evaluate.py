@@ -31,6 +31,15 @@ def test_nms_multi_label_and_overlap():
     assert single.shape[0] == 1 and single[0, 5] == 0
 
 
+def test_nms_keeps_classes_apart_past_the_top_left_corner():
+    """A box reaching past (0, 0) is not suppressed by another class's box in the far corner (the
+    official shift of class · 4096 px; torchvision's largest-coordinate shift assumes x1 >= 0)."""
+    corner = row(620, 620, 35, 35, 0.9, 0.9, 0.0)
+    outside = row(-16, -16, 40, 40, 0.8, 0.0, 0.9)
+    det = non_max_suppression(torch.tensor([[corner, outside]]), 0.001, 0.65)[0]
+    assert sorted(det[:, 5].tolist()) == [0.0, 1.0]
+
+
 def test_nms_max_det_and_one_class():
     pred = torch.tensor([[row(20 * i, 20 * i, 10, 10, 0.5 + i / 100, 0.01) for i in range(10)]])
     det = non_max_suppression(pred, 0.1, 0.65, max_det=4)[0]

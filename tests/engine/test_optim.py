@@ -71,11 +71,12 @@ def test_ema_decay_and_buffers():
 
 
 def _per_tensor_average(ema: nn.Module, model: nn.Module, d: float) -> None:
-    """The EMA rule written one tensor at a time: what the foreach update must equal bit for bit."""
+    """The official EMA rule, one tensor at a time: what the foreach update must equal bit for bit."""
     current = model.state_dict()
     for name, v in ema.state_dict().items():
         if v.dtype.is_floating_point:
-            v.mul_(d).add_(current[name], alpha=1 - d)
+            v *= d
+            v += (1.0 - d) * current[name]
 
 
 def test_ema_foreach_equals_the_per_tensor_rule_and_follows_a_moved_model():

@@ -62,10 +62,12 @@ def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_
 
 
 def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> np.ndarray:
-    """Every polygon resampled to ``n`` points along its closed outline, shape ``(len(segments), n, 2)``.
+    """Every polygon resampled to ``n`` points from its first vertex to its last, shape
+    ``(len(segments), n, 2)``.
 
     The points are evenly spaced in vertex index, as the official rule (``np.interp`` over the vertex
-    index of each polygon) places them; all polygons are resampled at once, bit for bit equal to it.
+    index of each polygon, no closing edge) places them; all polygons are resampled at once, bit for
+    bit equal to it.
     """
     if not len(segments):
         return np.zeros((0, n, 2))
@@ -75,21 +77,16 @@ def resample_segments(segments: Sequence[np.ndarray], n: int = 1000) -> np.ndarr
 def _resample_xy(segments: Sequence[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`resample_segments` as its x and y planes ``(len(segments), n)``, each computed alone."""
     counts = np.fromiter(map(len, segments), np.int64, len(segments))
-    ends = np.cumsum(counts + 1)  # each outline closed by a copy of its first vertex
-    vertex = np.ones(ends[-1], bool)
-    vertex[ends - 1] = False
-    points = np.concatenate(segments, 0).astype(float)
-    closed = np.empty((ends[-1], 2))
-    closed[vertex] = points
-    closed[ends - 1] = points[np.cumsum(counts) - counts]
-    x = np.arange(n) * (counts[:, None] / (n - 1))  # np.linspace(0, count, n) per polygon
-    j = np.minimum(x.astype(np.int64), counts[:, None] - 1)
+    starts = np.cumsum(counts) - counts
+    points = np.concatenate([*segments, np.zeros((1, 2))], 0).astype(float)  # a spare row after the last
+    x = np.arange(n) * ((counts[:, None] - 1) / (n - 1))  # np.linspace(0, count - 1, n) per polygon
+    j = np.minimum(x.astype(np.int64), np.maximum(counts[:, None] - 2, 0))
     t = x - j
-    a = (ends - counts - 1)[:, None] + j  # the vertex before each point; a + 1 the one after
+    a = starts[:, None] + j  # the vertex before each point; a + 1 the one after
     out = []
-    for c in closed.T.copy():
+    for c in points.T.copy():
         plane = (c[a + 1] - c[a]) * t + c[a]
-        plane[:, -1] = c[ends - 1]  # the closing vertex itself, as np.interp returns it
+        plane[:, -1] = c[starts + counts - 1]  # the last vertex itself, as np.interp returns it
         out.append(plane)
     return out[0], out[1]
 
@@ -234,17 +231,26 @@ PASTE_SCALES = (0.75,) * 2 + (0.5,) * 4 + (0.25,) * 4 + (0.125,) * 4 + (0.0625,)
 
 def cut_out(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray], rng: np.random.Generator,
             fraction: float = 0.5) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """``round(fraction·n)`` random objects of an image as (class, crop, polygon mask) cut-outs."""
+    """``round(fraction·n)`` random objects of an image as (class, crop, polygon mask) cut-outs.
+
+    As officially, the crop is black outside the polygon (so a resized cut-out's edge darkens) and a
+    channel at 0 inside it is set to 255; its box is the label's, truncated and clipped to the last
+    pixel row and column.
+    """
     if not len(segments) or len(segments) != len(labels):
         return []
     out = []
+    h, w = img.shape[:2]
     for k in rng.permutation(len(labels))[: round(fraction * len(labels))]:
-        x1, y1, x2, y2 = np.round(labels[k, 1:5]).astype(int).clip(0, [img.shape[1], img.shape[0]] * 2)
-        if x2 - x1 < 2 or y2 - y1 < 2:
+        x1, y1, x2, y2 = labels[k, 1:5].astype(int).clip(0, [w - 1, h - 1] * 2)
+        if x2 <= x1 or y2 <= y1:
             continue
-        mask = np.zeros(img.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(segments[k]).astype(np.int32)], 255)
-        out.append((int(labels[k, 0]), img[y1:y2, x1:x2].copy(), mask[y1:y2, x1:x2]))
+        mask = np.zeros((h, w), np.uint8)
+        cv2.drawContours(mask, [segments[k].astype(np.int32)], -1, 255, cv2.FILLED)
+        mask = mask[y1:y2, x1:x2]
+        crop = img[y1:y2, x1:x2]
+        inside = mask[..., None] > 0 if crop.ndim == 3 else mask > 0
+        out.append((int(labels[k, 0]), np.where(inside, np.where(crop > 0, crop, 255), 0).astype(np.uint8), mask))
     return out
 
 
@@ -255,7 +261,7 @@ def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, n
     For each of 20 size slots (3/4 of the image down to 1/16, each skipped with p = 0.2) a random box
     is drawn; where it overlaps no existing object by 30 % of that object's area and is over 20 px
     wide and high, a random cut-out is scaled into it (aspect kept) and its masked pixels pasted
-    (when over 10 px wide and high, with over 60 masked pixels).
+    (when over 10 px wide and high, with over 60 masked values: 20 pixels of a colour image).
     """
     h, w = img.shape[:2]
     if not cutouts:
@@ -269,7 +275,7 @@ def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, n
         x2, y2 = min(w, x1 + bw), min(h, y1 + bh)
         if x2 <= x1 + 20 or y2 <= y1 + 20:
             continue
-        if len(labels) and (box_ioa(np.array([x1, y1, x2, y2], np.float32), labels[:, 1:5]) >= 0.30).any():
+        if len(labels) and (box_ioa(np.array([x1, y1, x2, y2], np.float32), labels[:, 1:5], 1e-16) >= 0.30).any():
             continue
         cls, crop, mask = cutouts[int(rng.integers(0, len(cutouts)))]
         ch, cw = crop.shape[:2]
@@ -278,7 +284,7 @@ def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, n
         if rw <= 10 or rh <= 10:
             continue
         m = cv2.resize(mask, (rw, rh)) > 0
-        if m.sum() <= 60:
+        if m.sum() * (img.shape[2] if img.ndim == 3 else 1) <= 60:  # officially counted over the channels
             continue
         region = img[y1:y1 + rh, x1:x1 + rw]
         region[m] = cv2.resize(crop, (rw, rh))[m]

@@ -268,11 +268,10 @@ class DetectionDataset(Dataset):
         """A 4-image mosaic before the warp (the source of paste-in cut-outs)."""
         return self._mosaic4(int(rng.integers(0, len(self))), rng, warp=False)
 
-    def _cutouts(self, rng: np.random.Generator, minimum: int = 30, attempts: int = 10):
-        cutouts = []
-        for _ in range(attempts):
-            if len(cutouts) >= minimum:
-                break
+    def _cutouts(self, rng: np.random.Generator, minimum: int = 30):
+        """Cut-outs of random 4-image mosaics until there are ``minimum``; none if the first has none."""
+        cutouts = cut_out(*self._raw_mosaic(rng), rng)
+        while cutouts and len(cutouts) < minimum:
             cutouts += cut_out(*self._raw_mosaic(rng), rng)
         return cutouts
 
@@ -288,7 +287,7 @@ class DetectionDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         hyp = self.hyp
         shapes = None
-        if self.augment and rng.random() < hyp.mosaic:
+        if self.augment and not self.rect and rng.random() < hyp.mosaic:  # officially no mosaic with rect
             img, labels = self._mosaic(index, rng)
             if rng.random() < hyp.mixup:
                 img2, labels2 = self._mosaic(int(rng.integers(0, len(self))), rng)
@@ -298,9 +297,9 @@ class DetectionDataset(Dataset):
             shape = self.batch_shapes[self.batch_index[index]] if self.rect else self.img_size
             img, ratio, (padw, padh) = letterbox(img, tuple(shape) if self.rect else shape, scaleup=self.augment)
             shapes = ((h0, w0), ((h / h0, w / w0), (padw, padh)))
-            labels, segments = self._labels(index, ratio * w, ratio * h, padw, padh)
-            if self.augment:
-                img, labels = self._warp(img, labels, segments, rng)
+            labels, _ = self._labels(index, ratio * w, ratio * h, padw, padh)
+            if self.augment:  # officially the boxes' corners are warped here, not the polygons
+                img, labels = self._warp(img, labels, [], rng)
         if self.augment:
             img = augment_hsv(img, rng, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, bgr=True)
             if rng.random() < hyp.paste_in:
