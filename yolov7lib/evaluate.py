@@ -153,7 +153,7 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
             out = net(x)[0]
         synchronize(device)
         t1 = time.perf_counter()
-        dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det)
+        dets = non_max_suppression(out, conf_thres, iou_thres, max_det)
         synchronize(device)
         timing["inference"] += t1 - t0
         timing["nms"] += time.perf_counter() - t1

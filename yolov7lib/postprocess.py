@@ -1,10 +1,9 @@
-"""From raw head outputs to detections (paper §5; algorithms.md §9): multi-label NMS, padding an input
-to the model's stride, and boxes of a letterboxed input mapped back to the original image.
+"""From raw head outputs to detections (paper §5; algorithms.md §9): multi-label NMS, and boxes of a
+letterboxed input mapped back to the original image.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torchvision
@@ -22,7 +21,8 @@ def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres
     ``score = obj · cls`` (just ``obj`` for a one-class model, whose class output is untrained);
     with ``multi_label`` every class above the threshold makes a detection, otherwise the best one.
     Classes are kept apart as officially, by shifting each class's boxes by ``class · 4096`` pixels
-    before one NMS (which also holds for boxes reaching past the image's top-left corner).
+    before one NMS (which also holds for boxes reaching past the image's top-left corner). Scores and
+    corners are computed in ``pred``'s dtype (FP16 outputs as officially), the rest in FP32.
     """
     if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
         raise ValueError(f"thresholds must lie in [0, 1], got conf {conf_thres}, iou {iou_thres}")
@@ -39,11 +39,11 @@ def non_max_suppression(pred: torch.Tensor, conf_thres: float = 0.001, iou_thres
             score, cls = scores.max(1)
             keep = score > conf_thres
             boxes, score, cls = boxes[keep], score[keep], cls[keep]
+        boxes, score = boxes.float(), score.float()
         if score.numel() > max_nms:
             top = score.topk(max_nms).indices
             boxes, score, cls = boxes[top], score[top], cls[top]
-        shifted = boxes.float() + cls[:, None].float() * MAX_WH
-        keep = torchvision.ops.nms(shifted, score.float(), iou_thres)[:max_det]
+        keep = torchvision.ops.nms(boxes + cls[:, None].float() * MAX_WH, score, iou_thres)[:max_det]
         out.append(torch.cat((boxes[keep], score[keep, None], cls[keep, None].to(boxes.dtype)), 1))
     return out
 
@@ -58,12 +58,3 @@ def scale_boxes(boxes: np.ndarray, original_hw: tuple[int, int], ratio_pad) -> n
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, original_hw[1])
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, original_hw[0])
     return boxes
-
-
-def pad_to_stride(img: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad bottom/right to multiples of ``stride`` (letterbox without auto already gave a square)."""
-    h, w = img.shape[:2]
-    ph, pw = -h % stride, -w % stride
-    if ph or pw:
-        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    return img, (ph, pw)

@@ -1,5 +1,6 @@
-"""Detection end to end, as in the official ``detect.py``: letterbox (no upscaling) → pad to the model's
-stride → model → NMS → boxes in the original image's pixels.
+"""Detection end to end, as in the official ``detect.py``: letterbox (the longer side to the image size,
+rounded up to the model's stride; the shorter padded to the next multiple of the stride) → model →
+NMS (each box its best class) → boxes in the original image's pixels.
 
 :func:`predict` detects objects in one image or video frame and returns :class:`Detections` (boxes,
 scores, classes and their names); :func:`predict_source` does it for every image and every frame of
@@ -21,7 +22,7 @@ from torch import nn
 from .data.augment import letterbox
 from .data.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_files
 from .data.images import load_rgb, video_frames
-from .postprocess import non_max_suppression, pad_to_stride, scale_boxes
+from .postprocess import non_max_suppression, scale_boxes
 
 SOURCE_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 
@@ -57,18 +58,17 @@ def infer(model: nn.Module, image: np.ndarray, img_size: int = 640, conf_thres: 
           iou_thres: float = 0.45) -> np.ndarray:
     """``(n, 6)`` detections ``(x1, y1, x2, y2, score, class)`` of an eval-mode ``model`` on a BGR
     uint8 ``image``, in the image's own pixels; the input follows the model's device, dtype and memory
-    format."""
+    format. ``img_size`` is rounded up to a multiple of the model's stride, as officially."""
     weight = next(model.parameters())
     stride = int(max(model.head.strides))
     h0, w0 = image.shape[:2]
-    img, ratio, pad = letterbox(image, img_size, scaleup=False)
-    img, _ = pad_to_stride(img, stride)
+    img, ratio, pad = letterbox(image, -(-img_size // stride) * stride, auto=True, stride=stride)
     x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))[None].to(weight.device)
     channels_last = weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last)
     x = x.to(weight.dtype).div(255)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    det = non_max_suppression(model(x)[0].float(), conf_thres, iou_thres)[0].cpu().numpy()
+    det = non_max_suppression(model(x)[0], conf_thres, iou_thres, multi_label=False)[0].cpu().numpy()
     det[:, :4] = scale_boxes(det[:, :4], (h0, w0), ((ratio, ratio), pad))
     return det
 

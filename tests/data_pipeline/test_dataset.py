@@ -256,3 +256,92 @@ def test_an_image_changed_since_the_check_is_a_clear_error(split, tmp_path):
     ds = DetectionDataset([stale] * 4, img_size=128, hyp=replace(P5, mosaic=1.0), augment=True)
     with pytest.raises(ValueError, match="changed since the check"):
         ds[0]
+
+
+def official(module: str):
+    """A module of the official code (the benchmark peer, installed by ``make test``), else skip."""
+    pytest.importorskip("yolov7_package")
+    np.int = int  # removed from NumPy, still used by the official code
+    return __import__(f"yolov7_package.utils.{module}", fromlist=["_"])
+
+
+class Draws:
+    """One list of uniforms in [0, 1) read in turn by our Generator calls and the official code's
+    ``random`` calls, so both make the same draws."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        if size is not None:
+            return np.array([self.uniform(low, high) for _ in range(size)])
+        return low + self.values.pop(0) * (high - low)
+
+    def random(self):
+        return self.values.pop(0)
+
+    def integers(self, low, high):
+        return low + int(self.values.pop(0) * (high - low))
+
+    def randint(self, low, high):
+        return self.integers(low, high + 1)
+
+
+@pytest.mark.parametrize("hw", [(720, 1280), (200, 300), (480, 640), (37, 901), (640, 640)])
+@pytest.mark.parametrize("size, stride", [(640, 32), (1280, 64)])
+def test_letterbox_for_detect_equals_the_official(hw, size, stride):
+    """``auto``: the longer side to ``size``, the other padded to the next multiple of ``stride``,
+    centred, upscaling allowed: the official ``detect.py`` input, pixel for pixel."""
+    img = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    ours, r, pad = letterbox(img, size, auto=True, stride=stride)
+    theirs, (r0, _), pad0 = official("datasets").letterbox(img, size, stride=stride)
+    assert np.array_equal(ours, theirs) and r == r0 and pad == pad0
+    assert ours.shape[0] % stride == 0 and ours.shape[1] % stride == 0
+
+
+def test_warp_without_mosaic_moves_box_corners_as_officially(split, monkeypatch):
+    """Without mosaic, a sample's random warp moves the boxes' corners, not the polygons (area
+    threshold 0.1), as the official ``__getitem__`` does: with the same draws the labels are equal."""
+    import yolov7lib.data.dataset as dataset
+
+    od = official("datasets")
+    hyp = replace(P5, mosaic=0.0, degrees=20.0, shear=5.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, paste_in=0.0)
+    ds = DetectionDataset(split, img_size=128, hyp=hyp, augment=True)
+    rng = np.random.default_rng(1)
+    for i in range(len(split)):
+        img, _, (h, w) = ds.load_image(i)
+        img, r, (padw, padh) = letterbox(img, 128)
+        labels, segments = ds._labels(i, r * w, r * h, padw, padh)
+        assert len(segments) == len(labels) > 0  # the synthetic labels are polygons
+        values = rng.uniform(0, 1, 8)
+        monkeypatch.setattr(od.random, "uniform", Draws(values).uniform)
+        _, theirs = od.random_perspective(img, labels.copy(), degrees=hyp.degrees, translate=hyp.translate,
+                                          scale=hyp.scale, shear=hyp.shear, perspective=hyp.perspective)
+        # ours: the mosaic draw, the warp's 8, HSV's 3, paste-in's and the flips'
+        monkeypatch.setattr(dataset.np.random, "default_rng", lambda seed, v=values: Draws([0.5, *v, *[0.5] * 6]))
+        ours = ds[i][1].numpy()
+        xyxy = theirs[:, 1:] / 128
+        expected = np.stack((theirs[:, 0], (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
+                             xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]), 1)
+        np.testing.assert_allclose(ours[:, 1:], expected, atol=1e-6)
+
+
+def test_paste_in_counts_the_mask_over_the_colour_channels_as_officially(monkeypatch):
+    """A thin cut-out (30 masked pixels once resized) is pasted: the official test counts the mask
+    over 3 channels (> 60 values, i.e. > 20 pixels); labels and pixels equal the official ones."""
+    from yolov7lib.data.augment import paste_in
+
+    od = official("datasets")
+    img = np.full((200, 200, 3), 90, np.uint8)
+    mask = np.zeros((40, 40, 3), np.uint8)
+    mask[5:35, 20] = 255  # a 30-pixel line
+    crop = np.where(mask > 0, 200, 0).astype(np.uint8)
+    values = list(np.random.default_rng(2).uniform(0, 1, 200))
+    draws = Draws(values)
+    monkeypatch.setattr(od.random, "randint", draws.randint)
+    monkeypatch.setattr(od.random, "random", draws.random)
+    theirs_img = img.copy()
+    theirs = od.pastein(theirs_img, np.zeros((0, 5)), [1], [crop], [mask])
+    ours_img = img.copy()
+    ours = paste_in(ours_img, np.zeros((0, 5)), [(1, crop, mask[..., 0])], Draws(values))
+    assert len(theirs) > 0 and np.array_equal(ours, theirs) and np.array_equal(ours_img, theirs_img)

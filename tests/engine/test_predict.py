@@ -14,6 +14,7 @@ import torch
 from yolov7lib.checkpoint import load_any
 from yolov7lib.cli import main as cli
 from yolov7lib.data.images import Video, load_rgb
+from yolov7lib.postprocess import non_max_suppression
 from yolov7lib.predict import Detections, predict, predict_source
 from yolov7lib.reparam import fuse
 
@@ -53,6 +54,29 @@ def test_predict_returns_boxes_scores_and_names(model, images):
     h, w = bgr.shape[:2]  # in the image's own pixels
     assert (det.boxes >= 0).all() and (det.boxes[:, [0, 2]] <= w).all() and (det.boxes[:, [1, 3]] <= h).all()
     assert (np.diff(det.scores) <= 0).all() and det.records()[0].keys() == {"class", "name", "score", "box_xyxy"}
+
+
+def test_predict_feeds_the_official_detect_input_and_one_class_per_box(model, images):
+    """``--img 60`` becomes 64 (the stride's multiple); a 40 x 100 image is scaled up to 64 wide and
+    padded to 32 high, as the official ``detect.py`` does; each box keeps only its best class."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        head = model.head
+
+        def forward(self, x):
+            seen.append(x)
+            return model(x)
+
+    bgr = cv2.resize(load_rgb(images[0], bgr=True), (100, 40))
+    spy = Spy()
+    spy.register_parameter("w", next(model.parameters()))  # the input follows the model's weights
+    det = predict(spy, bgr, 60, 0.0001)
+    assert [tuple(x.shape) for x in seen] == [(1, 3, 32, 64)]
+    with torch.no_grad():
+        raw = model(seen[0])[0]
+    one, every = (len(non_max_suppression(raw, 0.0001, 0.45, multi_label=m)[0]) for m in (False, True))
+    assert len(det) == one < every
 
 
 def test_detect_keeps_same_named_files_and_survives_a_broken_image(weights, model, images, tmp_path, capsys):

@@ -19,9 +19,10 @@ from ..boxes import box_ioa
 PAD_VALUE = 114
 
 
-def letterbox(img: np.ndarray, new_shape: int | tuple[int, int], scaleup: bool = True,
-              color: int = PAD_VALUE) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize keeping the aspect ratio, then pad to ``new_shape`` (h, w); returns (image, ratio,
+def letterbox(img: np.ndarray, new_shape: int | tuple[int, int], scaleup: bool = True, color: int = PAD_VALUE,
+              auto: bool = False, stride: int = 32) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio, then pad to ``new_shape`` (h, w), or with ``auto`` only to
+    the next multiples of ``stride`` (the official ``detect.py`` input); returns (image, ratio,
     (pad_w, pad_h)), the padding split in two as the official code does."""
     shape = img.shape[:2]
     if isinstance(new_shape, int):
@@ -30,7 +31,10 @@ def letterbox(img: np.ndarray, new_shape: int | tuple[int, int], scaleup: bool =
     if not scaleup:
         r = min(r, 1.0)
     new_unpad = (round(shape[1] * r), round(shape[0] * r))
-    dw, dh = (new_shape[1] - new_unpad[0]) / 2, (new_shape[0] - new_unpad[1]) / 2
+    dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
     if shape[::-1] != new_unpad:
         img = cv2.resize(img, new_unpad, interpolation=cv2.INTER_LINEAR)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
