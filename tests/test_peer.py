@@ -46,3 +46,27 @@ def test_the_peer_loss_builds_its_layer_index_on_the_targets_device(name):
     original = type(fixed).__mro__[1](model)
     assert torch.isfinite(loss).all()
     assert torch.equal(loss, original(preds, targets, images)[0])
+
+
+def test_the_loss_without_ota_equals_the_official_compute_loss():
+    """``loss_ota: 0`` (``ota=False``): every fine candidate is a positive, the official ``ComputeLoss``;
+    on the small case and on 80 random targets (cells shared, borders), equal within 1e-5."""
+    from yolov7_package.utils.loss import ComputeLoss
+
+    from yolov7lib.loss import YOLOv7Loss
+
+    model, preds, targets, _ = loss_case("yolov7")
+    gen = torch.Generator().manual_seed(1)
+    crowd = torch.cat((torch.randint(0, 2, (80, 1), generator=gen), torch.randint(0, 3, (80, 1), generator=gen),
+                       torch.rand(80, 2, generator=gen), 0.02 + 0.5 * torch.rand(80, 2, generator=gen)), 1).float()
+    crowd[:10, 2:4] = crowd[10:20, 2:4]  # shared centres
+    crowd[20:25, 2] = 0.999  # on the right border
+    model.hyp, model.gr = HYP, 1.0
+    official = ComputeLoss(model)
+    ours = YOLOv7Loss(model, HYP, ota=False)
+    for t in (targets, crowd):
+        loss, components = official(preds, t)
+        out = ours(preds, t)
+        torch.testing.assert_close(out.loss.reshape(1), loss, rtol=1e-5, atol=0)
+        torch.testing.assert_close(out.components, components, rtol=1e-5, atol=1e-7)
+    assert YOLOv7Loss(build_model("yolov7-e6e", "training", nc=3, width=0.125), HYP, ota=False).ota  # aux: OTA

@@ -2,7 +2,10 @@
 
 All values are the official ones (algorithms.md §6): p6 differs from p5 only in ``lrf``; tiny has
 its own loss gains and lighter augmentation. ``iou_t`` is kept for completeness (unused by the OTA
-losses), ``paste_in`` is the official "paste-in" copy of object cut-outs.
+losses), ``paste_in`` is the official "paste-in" copy of object cut-outs, ``loss_ota: 0`` selects the
+loss without SimOTA (``ComputeLoss``; a model with an auxiliary head keeps the OTA loss, as officially).
+Focal loss (``fl_gamma``) and copy-paste (``copy_paste``), 0 in every official file, are not
+implemented: ``yolov7 train`` refuses other values.
 """
 
 from __future__ import annotations

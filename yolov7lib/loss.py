@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .assign import AuxStrategy, Candidates, assign
+from .assign import FINE, AuxStrategy, Candidates, assign, level_candidates
 from .boxes import bbox_ciou
 from .hyp import LossHyp
 
@@ -207,6 +207,7 @@ def compute_loss(
     aux_decoder: AuxDecoder = "constrained",
     topq: int | None = None,
     aux_weight: float = 0.25,
+    ota: bool = True,
 ) -> LossOutput:
     """The YOLOv7 loss of raw head outputs.
 
@@ -220,6 +221,8 @@ def compute_loss(
         image_hw: network input height and width in pixels.
         strategy: auxiliary-head assignment (:mod:`yolov7lib.assign.lead_guided`).
         topq: SimOTA's top-q (default 10 for 3 levels, 20 for 4, as officially).
+        ota: False: every fine candidate is a positive, without SimOTA (the official ``ComputeLoss``,
+            which ``loss_ota: 0`` selects; lead head only).
     """
     hyp = LossHyp.from_mapping(hyp)
     nl = len(anchors)
@@ -230,8 +233,13 @@ def compute_loss(
     lead, aux = list(preds[:nl]), (list(preds[nl:]) or None)
     anchors = [a.to(targets.device) for a in anchors]
     topq = topq or (10 if nl == 3 else 20)
-    lead_pos, aux_pos = assign(lead, aux, targets, anchors, list(strides), image_hw, topq, strategy,
-                               hyp.anchor_t)
+    if ota:
+        lead_pos, aux_pos = assign(lead, aux, targets, anchors, list(strides), image_hw, topq, strategy,
+                                   hyp.anchor_t)
+    elif aux is None:
+        lead_pos, aux_pos = level_candidates(lead, targets, anchors, FINE, hyp.anchor_t), None
+    else:
+        raise ValueError("the loss without OTA (loss_ota 0) has no auxiliary head, as officially")
     weights = balance(nl)
     groups = [LevelGroup(lead[i], lead_pos[i], anchors[i], _DECODERS["constrained"], 1.0, weights[i])
               for i in range(nl)]
@@ -246,7 +254,9 @@ def compute_loss(
 
 class YOLOv7Loss(nn.Module):
     """The loss of a model, picked from its head: an auxiliary head gets the coarse-to-fine
-    lead-guided loss (``ComputeLossAuxOTA``), a lead-only head the plain OTA loss.
+    lead-guided loss (``ComputeLossAuxOTA``), a lead-only head the plain OTA loss
+    (``ComputeLossOTA``), or with ``ota=False`` (``loss_ota: 0``) the loss without SimOTA
+    (``ComputeLoss``), which an auxiliary head ignores as the official ``train_aux.py`` does.
 
     The anchors are read from the head at every call, so anchors changed after construction
     (autoanchor, a loaded checkpoint) are used; the head is referenced, not registered.
@@ -258,6 +268,7 @@ class YOLOv7Loss(nn.Module):
         hyp: Mapping[str, float] | LossHyp,
         strategy: AuxStrategy | None = None,
         aux_decoder: AuxDecoder = "constrained",
+        ota: bool = True,
     ) -> None:
         super().__init__()
         head = model.head if hasattr(model, "head") else model
@@ -268,10 +279,11 @@ class YOLOv7Loss(nn.Module):
         self.has_aux = hasattr(head, "m2")
         self.strategy: AuxStrategy = strategy or ("coarse_to_fine" if self.has_aux else "none")
         self.aux_decoder = aux_decoder
+        self.ota = ota or self.has_aux
 
     def forward(self, preds: Sequence[torch.Tensor], targets: torch.Tensor) -> LossOutput:
         ny, nx = preds[0].shape[2:4]
         image_hw = (int(ny * self.strides[0]), int(nx * self.strides[0]))
         anchors = list(self._head.anchors.detach())
         return compute_loss(preds, targets, anchors, self.strides, self.nc, self.hyp, image_hw, self.strategy,
-                            self.aux_decoder)
+                            self.aux_decoder, ota=self.ota)

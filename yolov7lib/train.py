@@ -125,6 +125,13 @@ class TrainConfig:
         if unknown:
             raise UserError(f"--set {', '.join(sorted(unknown))}: no such hyp value; the hyp values are "
                             + ", ".join(f.name for f in fields(Hyp)))
+        hyp = load_hyp(self.hyp, self.overrides)
+        missing = [f"{k} {getattr(hyp, k):g}" for k in ("fl_gamma", "copy_paste") if getattr(hyp, k)]
+        if missing:
+            raise UserError(f"hyp {', '.join(missing)}: focal loss (fl_gamma) and copy-paste are not implemented "
+                            "(every official hyp file sets both to 0)")
+        if hyp.loss_ota not in (0, 1):
+            raise UserError(f"hyp loss_ota {hyp.loss_ota:g}: 1 for the OTA losses, 0 for the loss without SimOTA")
         if self.device not in ("", "cpu") and not torch.cuda.is_available():
             raise UserError(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
 
@@ -185,7 +192,7 @@ class Trainer:
         self.hyp = load_hyp(cfg.hyp, cfg.overrides)
         self.model = self._build_model()
         self.criterion = YOLOv7Loss(self.model, self.hyp.loss().scaled(self.data.nc, cfg.img_size, self.model.head.nl),
-                                    cfg.aux_strategy or None, cfg.aux_decoder)
+                                    cfg.aux_strategy or None, cfg.aux_decoder, ota=bool(self.hyp.loss_ota))
         self._build_optimization()
         self.ema = ModelEMA(self.model)
         self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0

@@ -22,6 +22,8 @@ PROBES = {  # arguments -> what the one line must say
     "train --hyp nope": "neither a preset (p5, p6, tiny)",
     "train --set lr0": "write KEY=NUMBER",
     "train --set lr=0.1": "--set lr: no such hyp value",
+    "train --set fl_gamma=1.5": "hyp fl_gamma 1.5: focal loss (fl_gamma) and copy-paste are not implemented",
+    "train --set loss_ota=2": "hyp loss_ota 2: 1 for the OTA losses",
     "train --model yolov9": "is not a model; choose from",
     "train --device cuda:0": "CUDA is not available",
     "val --weights EMPTY --data x.yaml": "is an empty file, not a checkpoint",

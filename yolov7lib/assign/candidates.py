@@ -95,3 +95,12 @@ def find_level_candidates(
     target = target_idx[pair]
     found = Candidates(b=targets[target, 0].long(), a=anchor_idx[pair], gj=gij[:, 1], gi=gij[:, 0], target=target)
     return found, level[pair]
+
+
+def level_candidates(preds: list[torch.Tensor], targets: torch.Tensor, anchors: list[torch.Tensor],
+                     radius: float = FINE, anchor_t: float = 4.0) -> list[Candidates]:
+    """Every candidate of every level of raw outputs ``preds`` as its positive, without matching:
+    the official ``ComputeLoss`` assignment (YOLOv5's), which ``loss_ota: 0`` selects."""
+    grids = [(p.shape[2], p.shape[3]) for p in preds]
+    found, level = find_level_candidates(targets, torch.stack(anchors), grids, radius, anchor_t)
+    return [found.select(level == i) for i in range(len(preds))]
