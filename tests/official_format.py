@@ -84,18 +84,24 @@ def _convert(module: nn.Module, classes: dict[str, type]) -> nn.Module:
 
 
 def write_official_checkpoint(model: YOLOv7, path: Path, training_style: bool = False,
-                              names: list[str] | None = None) -> Path:
-    """Save ``model`` as the official code would: a whole pickled fp16 module tree."""
+                              names: list[str] | None = None, ema: YOLOv7 | None = None) -> Path:
+    """Save ``model`` as the official code would: a whole pickled fp16 module tree (with ``ema``, a
+    checkpoint written during training, which holds both)."""
     classes = _fake_modules()
     try:
-        tree = _convert(copy.deepcopy(model), classes).half()
-        tree.names = names or [f"class{i}" for i in range(model.config.nc)]
-        tree.nc = model.config.nc
-        tree.yaml = {"nc": model.config.nc, "depth_multiple": 1.0, "width_multiple": 1.0}
-        tree.stride = model.stride.clone()
-        if training_style:  # train.py + strip_optimizer
+        trees = []
+        for m in (model, ema):
+            tree = None if m is None else _convert(copy.deepcopy(m), classes).half()
+            if tree is not None:
+                tree.names = names or [f"class{i}" for i in range(model.config.nc)]
+                tree.nc = model.config.nc
+                tree.yaml = {"nc": model.config.nc, "depth_multiple": 1.0, "width_multiple": 1.0}
+                tree.stride = model.stride.clone()
+            trees.append(tree)
+        tree, ema_tree = trees
+        if training_style:  # train.py (+ strip_optimizer, which drops the EMA once the run ends)
             ckpt = {"epoch": -1, "best_fitness": np.array([0.5]), "training_results": None,
-                    "model": tree, "ema": None, "updates": None, "optimizer": None, "wandb_id": None}
+                    "model": tree, "ema": ema_tree, "updates": None, "optimizer": None, "wandb_id": None}
         else:  # tools/reparameterization.ipynb
             ckpt = {"model": tree, "optimizer": None, "training_results": None, "epoch": -1}
         torch.save(ckpt, path)

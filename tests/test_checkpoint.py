@@ -71,6 +71,17 @@ def test_official_checkpoint_import(tmp_path, name, form, training_style):
     torch.testing.assert_close(outputs(imported, x), outputs(rounded, x), atol=0, rtol=0)
 
 
+def test_an_official_checkpoint_written_during_training_gives_its_ema_or_its_model(tmp_path):
+    """Inference reads the EMA (as ``attempt_load``); fine-tuning reads the model (as ``train.py``)."""
+    model, ema = (build_model("yolov7-tiny", "training", nc=2) for _ in range(2))
+    assert not torch.equal(model.state_dict()["model.0.conv.weight"], ema.state_dict()["model.0.conv.weight"])
+    path = write_official_checkpoint(model, tmp_path / "last.pt", training_style=True, ema=ema)
+    key = "model.0.conv.weight"
+    for first, source in (("ema", ema), ("model", model)):
+        loaded = load_official_checkpoint(path, first=first).state_dict()[key]
+        assert torch.equal(loaded, source.state_dict()[key].half().float())
+
+
 def test_official_training_checkpoint_to_deploy(tmp_path):
     model = build_model("yolov7-w6", "training", nc=2)
     path = write_official_checkpoint(model, tmp_path / "w6_training.pt", training_style=True)

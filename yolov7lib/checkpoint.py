@@ -226,11 +226,14 @@ def identify(state_dict: Mapping[str, torch.Tensor], act: str | None = None) -> 
     return matches[0]
 
 
-def read_official_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """The official state_dict (``ema`` if present, else ``model``) and metadata of a ``.pt`` file."""
+def read_official_checkpoint(path: str | os.PathLike, first: str = "ema") -> tuple[dict[str, torch.Tensor], dict]:
+    """The official state_dict and metadata of a ``.pt`` file: its ``first`` entry if present, else
+    the other (``ema`` first for inference, as ``attempt_load``; ``model`` first to fine-tune from, as
+    ``train.py``)."""
     ckpt = _safe_load(path)
     if isinstance(ckpt, dict):
-        model = ckpt.get("ema") if ckpt.get("ema") is not None else ckpt.get("model")
+        second = {"ema": "model", "model": "ema"}[first]
+        model = ckpt.get(first) if ckpt.get(first) is not None else ckpt.get(second)
     else:
         model = ckpt  # train.py's weights/init.pt is the bare module
     if not isinstance(model, nn.Module):
@@ -244,14 +247,15 @@ def read_official_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.T
     return model.state_dict(), meta
 
 
-def load_official_checkpoint(path: str | os.PathLike, form: Form | None = None) -> YOLOv7:
+def load_official_checkpoint(path: str | os.PathLike, form: Form | None = None, first: str = "ema") -> YOLOv7:
     """Import an official YOLOv7 ``.pt`` (training or deploy cfg) into our model, in fp32.
 
     ``form=None`` keeps the file's form; ``"deploy"`` converts a training checkpoint (implicit
     knowledge folded, aux head dropped). Raises :class:`UnsafeCheckpointError` for pickles naming
-    anything but tensors and official YOLOv7 modules.
+    anything but tensors and official YOLOv7 modules. ``first``: the entry read when the file holds
+    both (:func:`read_official_checkpoint`).
     """
-    state_dict, meta = read_official_checkpoint(path)
+    state_dict, meta = read_official_checkpoint(path, first)
     config = identify(state_dict, meta["act"])
     model = build_model(config.name, config.form, config.nc)
     model.config = ModelConfig(config.name, config.form, config.nc, tuple(meta["names"]) or None)

@@ -29,12 +29,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from .autoanchor import check_anchors
 from .checkpoint import CheckpointError, load_checkpoint, load_official_checkpoint, save_checkpoint
 from .console import HelpFormatter, UserError, run
 from .data.check import load_split
@@ -74,6 +76,7 @@ class TrainConfig:
     weights: str = ""
     amp: str = "auto"
     multi_scale: bool = False
+    autoanchor: bool = True
     channels_last: bool = True
     sync_bn: bool = False
     adam: bool = False
@@ -159,6 +162,9 @@ HELP: dict[str, str] = {  # what each TrainConfig field does (the --help of yolo
     "weights": "initial weights: one of our checkpoints or an official .pt (entries of equal shape are loaded)",
     "amp": "mixed precision: auto (fp16 on CUDA, off on the CPU), fp16, bf16 or off",
     "multi_scale": "random image size from 0.5x to 1.5x per batch",
+    "autoanchor": "recompute the anchors (k-means, then genetic evolution) when they fit the training labels "
+                  "poorly (best possible recall below 0.98), as officially; --no-autoanchor: the official "
+                  "--noautoanchor",
     "channels_last": "NHWC activations (faster convolutions on CPUs and tensor cores)",
     "sync_bn": "SyncBatchNorm across the processes of a torchrun launch (CUDA)",
     "adam": "Adam instead of SGD with Nesterov momentum",
@@ -198,6 +204,9 @@ class Trainer:
         self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0
         self.metrics: dict[str, float] = {}
         self._build_data()
+        if self.rank == 0 and cfg.autoanchor:  # other ranks get its anchors from the DDP broadcast
+            self._check_anchors()
+        round_to_fp16(self.model)  # as the official start (after the EMA's copy): its weights and anchors
         if self.distributed:
             self.model = self._distribute(self.model)
 
@@ -272,6 +281,16 @@ class Trainer:
             self.val_set = validation_dataset(self.data, cfg.img_size, stride, self.val_batch, warn=True,
                                               cache_images=cfg.cache_images, progress=cfg.progress)
 
+    def _check_anchors(self) -> None:
+        """Autoanchor on the training labels (:func:`yolov7lib.autoanchor.check_anchors`); a line when
+        the anchors change, or with ``progress``."""
+        images = self.train_set.images
+        changed, message = check_anchors(self.model.head, np.array([im.size for im in images]),
+                                         [im.boxes for im in images], self.cfg.img_size, self.hyp.anchor_t,
+                                         np.random.default_rng(self.cfg.seed), self.cfg.progress)
+        if changed or self.cfg.progress:
+            print(message, flush=True)
+
     def _distribute(self, model: nn.Module) -> nn.Module:
         """SyncBatchNorm (on CUDA, with ``--sync-bn``) and the DistributedDataParallel wrapper."""
         if self.cfg.sync_bn and self.device.type == "cuda":
@@ -296,7 +315,7 @@ class Trainer:
             ckpt = load_checkpoint(path)
             state, theirs = ckpt["state_dict"], ModelConfig(**ckpt["config"])
         except CheckpointError:
-            source = load_official_checkpoint(path, "training")
+            source = load_official_checkpoint(path, "training", first="model")  # as train.py, not the EMA
             state, theirs = source.state_dict(), source.config
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape and "anchor" not in k}
@@ -558,6 +577,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change hyp values for this run, e.g. --set lr0=0.02 mosaic=0")
     parser.add_argument("--exist-ok", action="store_true",
                         help="write into PROJECT/NAME even if it exists (default: the next free NAME2, NAME3, ...)")
+
+
+@torch.no_grad()
+def round_to_fp16(model: nn.Module) -> None:
+    """Every floating parameter and buffer rounded to FP16 precision, in place (the official
+    ``model.half().float()`` before training, which "pre-reduces anchor precision")."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            t.copy_(t.half())
 
 
 def next_free(run: Path) -> Path:

@@ -171,3 +171,20 @@ def test_bf16_autocast_trains_on_the_cpu(tiny_data, tmp_path):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+@pytest.mark.parametrize("autoanchor", [True, False])
+def test_the_start_checks_the_anchors_then_rounds_the_weights_to_fp16(tiny_data, tmp_path, monkeypatch, autoanchor):
+    """As the official start: autoanchor on the training labels (unless --no-autoanchor), then every
+    weight rounded to FP16 precision, after the EMA took its copy."""
+    import yolov7lib.train as train_module
+
+    calls = []
+    real = train_module.check_anchors
+    monkeypatch.setattr(train_module, "check_anchors", lambda head, shapes, boxes, *a, **k: calls.append(
+        (len(shapes), sum(map(len, boxes)))) or real(head, shapes, boxes, *a, **k))
+    trainer = Trainer(tiny_config(tiny_data, tmp_path, autoanchor=autoanchor))
+    assert calls == ([(12, sum(len(im.boxes) for im in trainer.train_set.images))] if autoanchor else [])
+    weights = list(trainer.model.parameters())
+    assert all(torch.equal(p, p.half().float()) for p in weights)
+    assert not all(torch.equal(p, p.half().float()) for p in trainer.ema.ema.parameters())
