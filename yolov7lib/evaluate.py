@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torchvision
 
+from .console import UserError
 from .data.dataset import DetectionDataset
 from .postprocess import non_max_suppression, scale_boxes
 from .runtime import full_fp32, synchronize
@@ -114,6 +115,19 @@ def confusion_matrix(detections: Sequence[np.ndarray], truths: Sequence[tuple[np
     return matrix
 
 
+def coco_image_ids(coco_json: str | os.PathLike, paths: Sequence[Path]) -> list[int]:
+    """The id of each image in a COCO annotation file: by its file name there, else its stem when
+    that is a number (COCO's own files are named by their ids)."""
+    with open(coco_json) as f:
+        by_stem = {Path(im["file_name"]).stem: im["id"] for im in json.load(f).get("images", [])}
+    ids = []
+    for path in paths:
+        if path.stem not in by_stem and not path.stem.isdigit():
+            raise UserError(f"{path}: not among the images of {coco_json}, and its name is not a COCO image id")
+        ids.append(by_stem[path.stem] if path.stem in by_stem else int(path.stem))
+    return ids
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[str], *, batch_size: int = 32,
              conf_thres: float = 0.001, iou_thres: float = 0.65, max_det: int = 300, half: bool | None = None,
@@ -122,8 +136,9 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
              channels_last: bool = True) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` (use ``rect=True, pad=0.5`` for the paper's protocol).
 
-    With ``coco_json`` the detections are scored against that annotation file, image ids taken from
-    the file stems and classes mapped through ``category_ids`` (COCO's 80-to-91 map by default).
+    With ``coco_json`` the detections are scored against that annotation file, each image's id taken
+    from the file's ``images`` by its file name (else its numeric stem, as officially) and classes
+    mapped through ``category_ids`` (COCO's 80-to-91 map by default).
     ``channels_last`` runs the model in NHWC, the fastest inference path measured by
     :mod:`yolov7lib.bench` (its figures are in the README), with equal outputs within 1e-5.
     """
@@ -141,6 +156,8 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=DetectionDataset.collate)
     ids = {str(im.path): i for i, im in enumerate(dataset.images)}
+    image_ids = (coco_image_ids(coco_json, [im.path for im in dataset.images]) if coco_json is not None
+                 else [i + 1 for i in range(len(dataset.images))])
     if category_ids is None:
         category_ids = COCO80_TO_91 if coco_json is not None else range(1, len(names) + 1)
     detections, per_image, truths = [], [], []
@@ -166,15 +183,13 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
             xywh = im.boxes * [w, h, w, h]
             truths.append((im.classes.astype(int), np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2,
                                                                   xywh[:, :2] + xywh[:, 2:] / 2), 1)))
-            image_id = int(Path(path).stem) if coco_json is not None else ids[path] + 1
+            image_id = image_ids[ids[path]]
             for x1, y1, x2, y2, score, cls in det.tolist():
                 detections.append({"image_id": image_id,
                                    "category_id": category_ids[int(cls)],
                                    "bbox": [round(v, 3) for v in (x1, y1, x2 - x1, y2 - y1)],
                                    "score": round(score, 5)})
     model.to(memory_format=torch.contiguous_format).train(was_training)
-    image_ids = ([int(im.path.stem) for im in dataset.images] if coco_json is not None
-                 else list(range(1, len(dataset) + 1)))
     evaluator = coco_eval(coco_json if coco_json is not None else ground_truth(dataset, names), detections,
                           image_ids)
     stats = evaluator.stats if detections else np.zeros(12)

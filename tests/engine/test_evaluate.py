@@ -89,6 +89,36 @@ def test_evaluate_end_to_end(tiny_data, tmp_path):
                                                    "confusion_matrix.png"}
 
 
+def test_a_coco_json_gives_each_image_its_id_by_file_name(tiny_data, tmp_path):
+    """Scored against a COCO annotation file, an image takes the id the file gives its name, not its
+    stem read as a number; a name that is neither there nor a number is one clear error."""
+    import json
+
+    from yolov7lib.console import UserError
+    from yolov7lib.evaluate import coco_image_ids
+
+    data = DataConfig.load(tiny_data)
+    images = load_split(data.val, data.nc, warn=False).images
+    paths = [im.path for im in images]
+    source = json.loads((tiny_data.parent / "annotations" / "instances_val.json").read_text())
+    by_name = {im["file_name"]: im["id"] for im in source["images"]}
+    assert coco_image_ids(tiny_data.parent / "annotations" / "instances_val.json", paths) == [
+        by_name[p.name] for p in paths]
+    shifted = {**source, "images": [{**im, "id": im["id"] + 100} for im in source["images"]],
+               "annotations": [{**a, "image_id": a["image_id"] + 100} for a in source["annotations"]]}
+    (tmp_path / "shifted.json").write_text(json.dumps(shifted))
+    assert coco_image_ids(tmp_path / "shifted.json", paths) == [by_name[p.name] + 100 for p in paths]
+    ds = DetectionDataset(images, 64, rect=True, batch_size=4, pad=0.5)
+    result = evaluate(build_model("yolov7-tiny", "training", nc=data.nc, width=0.25), ds, data.names, batch_size=4,
+                      progress=False, coco_json=tmp_path / "shifted.json", category_ids=range(1, data.nc + 1))
+    assert {d["image_id"] for d in result.detections} <= {i + 100 for i in by_name.values()}
+    unnamed = {**source, "images": [{**im, "file_name": f"x{im['file_name']}"} for im in source["images"]]}
+    (tmp_path / "unnamed.json").write_text(json.dumps(unnamed))
+    renamed = [p.with_name("a" + p.name) for p in paths]
+    with pytest.raises(UserError, match="not among the images of"):
+        coco_image_ids(tmp_path / "unnamed.json", renamed)
+
+
 def test_fp16_evaluation_leaves_the_fp32_weights_exact(tiny_data):
     """Half precision runs on a copy: the caller's FP32 weights (an EMA during training, the Table 10
     model before its FP32 rows) are not rounded to FP16 by an evaluation."""
