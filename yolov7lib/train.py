@@ -383,9 +383,9 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _multi_scale(self, images: torch.Tensor, ni: int) -> torch.Tensor:
+        """The batch resized so that its longer side is :func:`multi_scale_size`."""
         gs = int(max(unwrap(self.model).head.strides))
-        rng = random.Random(self.cfg.seed * 1_000_003 + ni)
-        size = rng.randrange(int(self.cfg.img_size * 0.5), int(self.cfg.img_size * 1.5) + gs) // gs * gs
+        size = multi_scale_size(self.cfg.img_size, gs, self.cfg.seed, self.rank, ni)
         sf = size / max(images.shape[2:])
         if sf == 1:
             return images
@@ -577,6 +577,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change hyp values for this run, e.g. --set lr0=0.02 mosaic=0")
     parser.add_argument("--exist-ok", action="store_true",
                         help="write into PROJECT/NAME even if it exists (default: the next free NAME2, NAME3, ...)")
+
+
+def multi_scale_size(img_size: int, gs: int, seed: int, rank: int, ni: int) -> int:
+    """``--multi-scale``'s image size at iteration ``ni``: a multiple of ``gs`` in 0.5-1.5x ``img_size``,
+    drawn as officially (``randrange(0.5·img, 1.5·img + gs) // gs · gs``), by each process for itself,
+    from the seed, the rank and the iteration (so a resume draws the same)."""
+    rng = random.Random(f"multi-scale {seed} {rank} {ni}")
+    return rng.randrange(int(img_size * 0.5), int(img_size * 1.5) + gs) // gs * gs
 
 
 @torch.no_grad()

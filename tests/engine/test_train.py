@@ -188,3 +188,21 @@ def test_the_start_checks_the_anchors_then_rounds_the_weights_to_fp16(tiny_data,
     weights = list(trainer.model.parameters())
     assert all(torch.equal(p, p.half().float()) for p in weights)
     assert not all(torch.equal(p, p.half().float()) for p in trainer.ema.ema.parameters())
+
+
+def test_multi_scale_sizes_are_stride_multiples_in_range_and_drawn_per_rank():
+    from yolov7lib.train import multi_scale_size
+
+    sizes = {rank: [multi_scale_size(640, 32, 0, rank, ni) for ni in range(200)] for rank in (0, 1)}
+    assert all(s % 32 == 0 and 320 <= s <= 960 for s in sizes[0] + sizes[1])
+    assert len(set(sizes[0])) > 10 and sizes[0] != sizes[1]  # each rank its own draws
+    assert sizes[0] == [multi_scale_size(640, 32, 0, 0, ni) for ni in range(200)]  # reproducible
+
+
+def test_a_multi_scale_run_trains(tiny_data, tmp_path):
+    trainer = Trainer(tiny_config(tiny_data, tmp_path, multi_scale=True, epochs=1, limit_batches=2))
+    shapes = []
+    trainer.model.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[2:])))
+    metrics = trainer.fit()
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert all(h % 32 == 0 and w % 32 == 0 for h, w in shapes)
