@@ -110,7 +110,7 @@ def test_paste_in_unit():
     src[50:150, 50:150] = 200
     square = np.array([[50, 50], [149, 50], [149, 149], [50, 149]], np.float32)
     cutouts = cut_out(src, np.array([[3, 50.0, 50.0, 150.0, 150.0]]), [square], rng, fraction=1.0)
-    assert len(cutouts) == 1 and cutouts[0][0] == 3 and cutouts[0][2].mean() > 250
+    assert len(cutouts) == 1 and cutouts[0][0] == 3 and (cutouts[0][1] == 200).all()
     img = np.zeros((300, 300, 3), np.uint8)
     existing = np.array([[1, 0.0, 0.0, 100.0, 100.0]])
     labels = paste_in(img, existing, cutouts, rng)
@@ -286,6 +286,10 @@ class Draws:
     def randint(self, low, high):
         return self.integers(low, high + 1)
 
+    def permutation(self, n):
+        left = list(range(n))
+        return np.array([left.pop(int(self.values.pop(0) * len(left))) for _ in range(n)])
+
 
 @pytest.mark.parametrize("hw", [(720, 1280), (200, 300), (480, 640), (37, 901), (640, 640)])
 @pytest.mark.parametrize("size, stride", [(640, 32), (1280, 64)])
@@ -326,22 +330,31 @@ def test_warp_without_mosaic_moves_box_corners_as_officially(split, monkeypatch)
         np.testing.assert_allclose(ours[:, 1:], expected, atol=1e-6)
 
 
-def test_paste_in_counts_the_mask_over_the_colour_channels_as_officially(monkeypatch):
-    """A thin cut-out (30 masked pixels once resized) is pasted: the official test counts the mask
-    over 3 channels (> 60 values, i.e. > 20 pixels); labels and pixels equal the official ones."""
-    from yolov7lib.data.augment import paste_in
+def test_cut_outs_and_paste_in_equal_the_official(monkeypatch):
+    """Cut-outs (black outside the polygon, 0 channels set to 255, the box truncated) equal the
+    official ``sample_segments``'s, and pasting them, with the same draws, the official ``pastein``:
+    the crop is its own mask channel by channel (officially its mask is an aliased view of it), and a
+    thin object (a 3-pixel sliver) is pasted when over 60 channel values pass."""
+    from yolov7lib.data.augment import cut_out, paste_in
 
     od = official("datasets")
-    img = np.full((200, 200, 3), 90, np.uint8)
-    mask = np.zeros((40, 40, 3), np.uint8)
-    mask[5:35, 20] = 255  # a 30-pixel line
-    crop = np.where(mask > 0, 200, 0).astype(np.uint8)
-    values = list(np.random.default_rng(2).uniform(0, 1, 200))
-    draws = Draws(values)
-    monkeypatch.setattr(od.random, "randint", draws.randint)
-    monkeypatch.setattr(od.random, "random", draws.random)
-    theirs_img = img.copy()
-    theirs = od.pastein(theirs_img, np.zeros((0, 5)), [1], [crop], [mask])
-    ours_img = img.copy()
-    ours = paste_in(ours_img, np.zeros((0, 5)), [(1, crop, mask[..., 0])], Draws(values))
-    assert len(theirs) > 0 and np.array_equal(ours, theirs) and np.array_equal(ours_img, theirs_img)
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    canvas[rng.random((240, 320)) < 0.05] = 0  # black pixels inside objects too
+    segments = [np.array([[20.3, 30.7], [110.2, 35.1], [90.6, 120.9], [25.5, 100.2]], np.float32),
+                np.array([[150.0, 20.0], [153.0, 20.0], [233.0, 200.0], [230.0, 200.0]], np.float32)]
+    labels = np.array([[k, *s.min(0), *s.max(0)] for k, s in enumerate(segments)], np.float32)
+    monkeypatch.setattr(od.random, "sample", lambda population, k: list(population)[:k])
+    classes, crops, _ = od.sample_segments(canvas.copy(), labels, segments, probability=1.0)
+    ours = cut_out(canvas, labels, segments, Draws([0.0] * 10), fraction=1.0)
+    assert [c for c, _ in ours] == classes and all(np.array_equal(a, b) for (_, a), b in zip(ours, crops))
+    for seed in range(20):
+        values = list(np.random.default_rng(seed).uniform(0, 1, 200))
+        draws = Draws(values)
+        monkeypatch.setattr(od.random, "randint", draws.randint)
+        monkeypatch.setattr(od.random, "random", draws.random)
+        background = np.full((300, 400, 3), 90, np.uint8)
+        theirs_img, ours_img = background.copy(), background.copy()
+        theirs = od.pastein(theirs_img, np.zeros((0, 5)), classes, crops, crops)
+        mine = paste_in(ours_img, np.zeros((0, 5)), ours, Draws(values))
+        assert np.array_equal(mine, theirs) and np.array_equal(ours_img, theirs_img)

@@ -234,12 +234,12 @@ PASTE_SCALES = (0.75,) * 2 + (0.5,) * 4 + (0.25,) * 4 + (0.125,) * 4 + (0.0625,)
 
 
 def cut_out(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray], rng: np.random.Generator,
-            fraction: float = 0.5) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """``round(fraction·n)`` random objects of an image as (class, crop, polygon mask) cut-outs.
+            fraction: float = 0.5) -> list[tuple[int, np.ndarray]]:
+    """``round(fraction·n)`` random objects of an image as (class, crop) cut-outs.
 
-    As officially, the crop is black outside the polygon (so a resized cut-out's edge darkens) and a
-    channel at 0 inside it is set to 255; its box is the label's, truncated and clipped to the last
-    pixel row and column.
+    As officially, the crop is black outside the object's polygon and a channel at 0 inside it is set
+    to 255, so the crop is its own mask (:func:`paste_in`); its box is the label's, truncated and
+    clipped to the last pixel row and column.
     """
     if not len(segments) or len(segments) != len(labels):
         return []
@@ -251,21 +251,20 @@ def cut_out(img: np.ndarray, labels: np.ndarray, segments: Sequence[np.ndarray],
             continue
         mask = np.zeros((h, w), np.uint8)
         cv2.drawContours(mask, [segments[k].astype(np.int32)], -1, 255, cv2.FILLED)
-        mask = mask[y1:y2, x1:x2]
-        crop = img[y1:y2, x1:x2]
-        inside = mask[..., None] > 0 if crop.ndim == 3 else mask > 0
-        out.append((int(labels[k, 0]), np.where(inside, np.where(crop > 0, crop, 255), 0).astype(np.uint8), mask))
+        crop, inside = img[y1:y2, x1:x2], mask[y1:y2, x1:x2] > 0
+        out.append((int(labels[k, 0]), np.where(inside[..., None] if crop.ndim == 3 else inside,
+                                                np.where(crop > 0, crop, 255), 0).astype(np.uint8)))
     return out
 
 
-def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, np.ndarray, np.ndarray]],
+def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, np.ndarray]],
              rng: np.random.Generator) -> np.ndarray:
     """Paste object cut-outs into free places of ``img`` (in place); return the labels with theirs.
 
     For each of 20 size slots (3/4 of the image down to 1/16, each skipped with p = 0.2) a random box
     is drawn; where it overlaps no existing object by 30 % of that object's area and is over 20 px
-    wide and high, a random cut-out is scaled into it (aspect kept) and its masked pixels pasted
-    (when over 10 px wide and high, with over 60 masked values: 20 pixels of a colour image).
+    wide and high, a random cut-out is scaled into it (aspect kept) and its values above 0 pasted,
+    channel by channel, as officially (when over 10 px wide and high, with over 60 such values).
     """
     h, w = img.shape[:2]
     if not cutouts:
@@ -281,16 +280,17 @@ def paste_in(img: np.ndarray, labels: np.ndarray, cutouts: Sequence[tuple[int, n
             continue
         if len(labels) and (box_ioa(np.array([x1, y1, x2, y2], np.float32), labels[:, 1:5], 1e-16) >= 0.30).any():
             continue
-        cls, crop, mask = cutouts[int(rng.integers(0, len(cutouts)))]
+        cls, crop = cutouts[int(rng.integers(0, len(cutouts)))]
         ch, cw = crop.shape[:2]
         r = min((y2 - y1) / ch, (x2 - x1) / cw)
         rw, rh = int(cw * r), int(ch * r)
         if rw <= 10 or rh <= 10:
             continue
-        m = cv2.resize(mask, (rw, rh)) > 0
-        if m.sum() * (img.shape[2] if img.ndim == 3 else 1) <= 60:  # officially counted over the channels
+        pasted = cv2.resize(crop, (rw, rh))
+        m = pasted > 0  # the crop is its own mask, channel by channel (officially through an aliased copy)
+        if m.sum() <= 60:
             continue
         region = img[y1:y1 + rh, x1:x1 + rw]
-        region[m] = cv2.resize(crop, (rw, rh))[m]
+        region[m] = pasted[m]
         labels = np.concatenate((labels.reshape(-1, 5), [[cls, x1, y1, x1 + rw, y1 + rh]]), 0)
     return labels
