@@ -70,3 +70,13 @@ def test_the_loss_without_ota_equals_the_official_compute_loss():
         torch.testing.assert_close(out.loss.reshape(1), loss, rtol=1e-5, atol=0)
         torch.testing.assert_close(out.components, components, rtol=1e-5, atol=1e-7)
     assert YOLOv7Loss(build_model("yolov7-e6e", "training", nc=3, width=0.125), HYP, ota=False).ota  # aux: OTA
+
+
+@pytest.mark.parametrize("name", ["yolov7-tiny", "yolov7", "yolov7-e6e"])
+def test_a_new_model_has_the_official_models_batchnorm_statistics(name):
+    """The official ``Model()`` probes its strides with one train-mode pass, which leaves every
+    running variance at 0.9 and one tracked batch: a newly built model of ours has the same buffers."""
+    theirs = peer.official_model(name, 3, "training").state_dict()
+    ours = build_model(name, "training", nc=3).state_dict()
+    buffers = [k for k in theirs if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert buffers and all(torch.equal(theirs[k], ours[k]) for k in buffers)

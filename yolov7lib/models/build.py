@@ -8,6 +8,9 @@ auxiliary prediction convs and ``IAuxDetect``; ``deploy`` has the plain ``Detect
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from .ablations import ABLATION_VARIANTS
 from .blocks import ACTIVATIONS, SP, SPPCSPC, ReOrg, Upsample
 from .elan import build_block
@@ -89,4 +92,17 @@ def build_model(name: str, form: Form = "training", nc: int = 80, width: float =
     strides = [g.stride(i) for i in pred]
     head = head_cls(nc, v.anchors, [g.ch(i) for i in heads_in], strides)
     g.add(head, heads_in, 0)
-    return YOLOv7(g, ModelConfig(name, form, nc, width=width, depth=depth))
+    model = YOLOv7(g, ModelConfig(name, form, nc, width=width, depth=depth))
+    _as_probed(model)
+    return model
+
+
+@torch.no_grad()
+def _as_probed(model: nn.Module) -> None:
+    """BatchNorm statistics as the official ``Model()`` leaves them: its stride probe, one forward
+    pass of a zero image in train mode at PyTorch's default momentum (0.1) before the official 0.03 is
+    set, turns every running variance to 0.9 (the zeros keep the means at 0) and counts one batch."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.fill_(0.9)
+            m.num_batches_tracked.fill_(1)
