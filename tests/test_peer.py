@@ -3,6 +3,7 @@ networks it builds from our layer graph are ours, and its loss runs on the targe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,27 @@ def test_a_new_model_has_the_official_models_batchnorm_statistics(name):
     ours = build_model(name, "training", nc=3).state_dict()
     buffers = [k for k in theirs if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert buffers and all(torch.equal(theirs[k], ours[k]) for k in buffers)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_nms_equals_the_official(dtype, multi_label):
+    """On the same decoded outputs, FP32 or FP16 (scores and corners computed in that dtype, as
+    officially), our NMS keeps the official rows, in the official order."""
+    np.int = int  # removed from NumPy, still used by the official code
+    from yolov7_package.utils.general import non_max_suppression as official_nms
+
+    from yolov7lib.postprocess import non_max_suppression
+
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    pred = torch.cat((torch.rand(2, n, 2, generator=gen) * 640 - 20, 2 + torch.rand(2, n, 2, generator=gen) * 150,
+                      torch.rand(2, n, 4, generator=gen)), 2)
+    pred[:, n // 2:, :4] = pred[:, :n // 2, :4] + torch.randn(2, n // 2, 4, generator=gen)  # near duplicates
+    pred = pred.to(dtype)
+    for conf, iou in ((0.001, 0.65), (0.25, 0.45)):
+        theirs = official_nms(pred.clone(), conf, iou, multi_label=multi_label)
+        ours = non_max_suppression(pred.clone(), conf, iou, multi_label=multi_label)
+        for a, b in zip(ours, theirs):
+            assert len(b) > 0 and a.dtype == b.dtype == torch.float32
+            assert torch.equal(a, b)
