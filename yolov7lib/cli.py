@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import train as train_module
-from .console import HelpFormatter, UserError, run
+from .console import HelpFormatter, UserError, run, stride_multiple
 from .runtime import select_device
 
 
@@ -64,7 +64,9 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     if model.config.names and list(model.config.names) != list(data.names):
         warnings.warn(f"--weights {args.weights} was trained with the class names {list(model.config.names)}, "
                       f"{args.data} names {data.names}: the metrics pair them by index", UserWarning, stacklevel=2)
-    dataset = validation_dataset(data, args.img, int(max(model.head.strides)), args.batch, args.task, warn=True)
+    stride = int(max(model.head.strides))
+    dataset = validation_dataset(data, stride_multiple(args.img, stride, "evaluating"), stride, args.batch,
+                                 args.task, warn=True)
     result = evaluate(model, dataset, data.names, batch_size=args.batch, conf_thres=args.conf_thres,
                       iou_thres=args.iou_thres, half=_half(args, device), workers=args.workers,
                       coco_json=args.coco_json)
@@ -114,6 +116,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
+    img = stride_multiple(args.img, int(max(model.head.strides)), "detecting")
     files = image_files(args.source, SOURCE_SUFFIXES)
     if not files:
         raise UserError(f"no images or videos in {' '.join(args.source)}")
@@ -141,7 +144,7 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     try:
         with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
             for path, frame, bgr in read_source(files, unreadable):
-                det = predict(model, bgr, args.img, args.conf_thres, args.iou_thres, str(path), frame)
+                det = predict(model, bgr, img, args.conf_thres, args.iou_thres, str(path), frame)
                 found += len(det)
                 target = out / path.resolve().relative_to(root)  # the source's own layout: nothing overwritten
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,16 @@ def duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {seconds:02d} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def stride_multiple(img_size: int, stride: int, what: str = "running") -> int:
+    """``img_size`` rounded up to a multiple of a model's largest ``stride``, with a warning when it
+    changes, as the official ``check_img_size`` does."""
+    size = -(-img_size // stride) * stride
+    if size != img_size:
+        warnings.warn(f"--img {img_size} is not a multiple of the model's largest stride {stride}: {what} at {size}",
+                      UserWarning, stacklevel=3)
+    return size
 
 
 class UserError(Exception):

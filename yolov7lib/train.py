@@ -38,7 +38,7 @@ from torch import nn
 
 from .autoanchor import check_anchors
 from .checkpoint import CheckpointError, load_checkpoint, load_official_checkpoint, save_checkpoint
-from .console import HelpFormatter, UserError, run
+from .console import HelpFormatter, UserError, run, stride_multiple
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
@@ -639,12 +639,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
             data = ckpt["data_path"]
         cfg = TrainConfig(**{**saved, "data": data, **given, "project": str(run.parent), "name": run.name})
     cfg.check()
-    stride = 64 if VARIANTS[cfg.model].p6 else 32
-    if cfg.img_size % stride:
-        size = math.ceil(cfg.img_size / stride) * stride
-        warnings.warn(f"--img {cfg.img_size} is not a multiple of {cfg.model}'s largest stride {stride}: "
-                      f"training at {size}", stacklevel=2)
-        cfg = replace(cfg, img_size=size)
+    cfg = replace(cfg, img_size=stride_multiple(cfg.img_size, 64 if VARIANTS[cfg.model].p6 else 32, "training"))
     if not resume and not args.exist_ok:
         cfg = replace(cfg, name=next_free(cfg.save_dir).name)
     return cfg, resume

@@ -64,9 +64,17 @@ def test_a_taken_run_name_gets_the_next_free_one(tmp_path):
     assert _config([*flags, "--exist-ok"])[0].name == "exp"
 
 
-def test_img_rounded_up_to_the_largest_stride():
-    with pytest.warns(UserWarning, match="not a multiple of yolov7-e6's largest stride 64: training at 128"):
+def test_img_rounded_up_to_the_largest_stride(trained, tiny_data, tmp_path):
+    """As the official check_img_size: train, val and detect round --img up, with a warning."""
+    with pytest.warns(UserWarning, match="not a multiple of the model's largest stride 64: training at 128"):
         assert _config(["--model", "yolov7-e6", "--img", "100", "--exist-ok"])[0].img_size == 128
+    weights = str(trained[0].save_dir / "weights" / "last.pt")
+    images = tiny_data.parent / "images" / "val"
+    with pytest.warns(UserWarning, match="stride 32: evaluating at 64"):
+        cli(["val", "--weights", weights, "--data", str(tiny_data), "--img", "50", "--no-tracking",
+             "--workers", "0", "--out", str(tmp_path / "val")])
+    with pytest.warns(UserWarning, match="stride 32: detecting at 64"):
+        cli(["detect", "--weights", weights, "--source", str(images), "--img", "40", "--out", str(tmp_path / "d")])
 
 
 def test_resume_writes_beside_its_checkpoint(trained, tmp_path, monkeypatch):
