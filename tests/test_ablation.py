@@ -51,6 +51,25 @@ def test_verdicts_without_spread_or_paper_difference():
     assert ablation.verdict_counts(summary) == {"opposite, significant": 1, "n/a": 1}
 
 
+def test_edge_cases_say_what_they_are():
+    """An arm equal to the base on every seed: no difference; one pair: untested; seeds the base lacks
+    leave fewer pairs than seeds, and the markdown says over how many pairs."""
+    summary = ablation.summarize(runs(better=[0.0, 0.0, 0.0]), PAPER, {})
+    assert summary.loc[1, "verdict"] == "no difference"
+    one = [r for r in runs(better=[0.02, 0.03, 0.04]) if r["label"] == "better" or r["seed"] == 0]
+    summary = ablation.summarize(one, PAPER, {})
+    assert summary.loc[1, "AP_pairs"] == 1 and summary.loc[1, "seeds"] == 3
+    assert summary.loc[1, "verdict"] == "paper's direction, untested"
+    assert "over 1 pair(s)" in ablation.markdown(summary, "T")
+
+
+def test_paper_values_keep_their_hundredths():
+    paper = [{"model": "base", "ap_val": "52.26"}, {"model": "better", "ap_val": "52.30"}]
+    summary = ablation.summarize(runs(better=[0.02, 0.03, 0.04]), paper, {}, metrics=("AP",))
+    md = ablation.markdown(summary, "T", metrics=("AP",))
+    assert "/ 52.26 |" in md and "/ 52.3 |" in md and "/ +0.04 |" in md
+
+
 def test_undefined_metrics_are_left_out(tmp_path):
     """pycocotools gives -1 for an area range without objects: no number from it."""
     paper = [{"model": "base", "ap_val": "50.0", "apl_val": "65.0"}, {"model": "other", "ap_val": "51.0",

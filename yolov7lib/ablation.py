@@ -9,7 +9,11 @@ table ablates and each arm is compared with the table's base row seed by seed:
 * ``AP_diff``: the mean paired difference to the base row, its 95 % interval, and ``AP_p``, the
   two-sided p-value of a paired t-test (``scipy.stats.ttest_rel``);
 * ``verdict``: ``base``, or whether our difference has the sign of the paper's difference to its own
-  base (``paper's direction`` / ``opposite``) and whether it is significant at 5 %.
+  base (``paper's direction`` / ``opposite``) and whether it is significant at 5 % (``untested``
+  below two pairs; ``no difference`` when ours is exactly 0).
+
+Each test is read alone (no correction for the several rows of a table), and with 3 seeds "not
+significant" is no evidence of no effect.
 """
 
 from __future__ import annotations
@@ -60,19 +64,23 @@ def paired_p(differences: Sequence[float]) -> float:
 
 
 def verdict(diff: float, p: float, paper_diff: float) -> str:
-    """One of :data:`VERDICTS` (after ``base``), or ``n/a`` where the paper shows no difference."""
+    """One of :data:`VERDICTS` (after ``base``); ``n/a`` where the paper shows no difference, ``no
+    difference`` where ours is exactly 0, and ``untested`` in place of the test below two pairs."""
     if math.isnan(paper_diff) or paper_diff == 0 or math.isnan(diff):
         return "n/a"
-    direction = "paper's direction" if diff != 0 and math.copysign(1, diff) == math.copysign(1, paper_diff) \
-        else "opposite"
-    return f"{direction}, {'significant' if p < ALPHA else 'not significant'}"
+    if diff == 0:
+        return "no difference"
+    direction = "paper's direction" if math.copysign(1, diff) == math.copysign(1, paper_diff) else "opposite"
+    test = "untested" if math.isnan(p) else "significant" if p < ALPHA else "not significant"
+    return f"{direction}, {test}"
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], paper: Sequence[Mapping[str, str]], labels: Mapping[str, str],
               metrics: Sequence[str] = ("AP", "AP50", "AP75"), status: str = "reduced-scale") -> pd.DataFrame:
-    """One row per arm, in the order the arms ran (the first is the base): ``seeds``, per metric the
-    mean (%), ``_ci95`` and the paper's value, then the paired AP difference to the base with its
-    interval and p-value, the paper's difference, and the verdict. ``rows`` hold one run each
+    """One row per arm, in the order the arms ran (the first is the base): ``seeds`` (runs with an
+    AP), per metric the mean (%), ``_ci95`` and the paper's value, then the paired AP difference to
+    the base with its interval, the number of pairs (seeds both have) and p-value, the paper's
+    difference, and the verdict. ``rows`` hold one run each
     (``label``, ``seed`` and metrics in [0, 1]; pycocotools' -1 for an empty area range counts as
     missing); ``labels`` maps arm labels to the paper's row names."""
     runs = pd.DataFrame(list(rows))
@@ -88,12 +96,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], paper: Sequence[Mapping[str, st
     out = []
     for label in arms:
         row: dict[str, Any] = {"row": label, "paper_row": labels.get(label, label),
-                               "seeds": int(runs.loc[runs["label"] == label, "seed"].nunique())}
+                               "seeds": int(wide["AP"][label].notna().sum())}
         for m in metrics:
             row[m], row[f"{m}_ci95"] = mean_ci(wide[m][label].tolist())
             row[f"{m}_paper"] = paper_value[(label, m)]
         diffs = (wide["AP"][label] - wide["AP"][base]).tolist()
         row["AP_diff"], row["AP_diff_ci95"] = mean_ci(diffs) if label != base else (0.0, 0.0)
+        row["AP_pairs"] = sum(not math.isnan(d) for d in diffs)
         row["AP_p"] = paired_p(diffs) if label != base else math.nan
         row["AP_paper_diff"] = paper_value[(label, "AP")] - paper_value[(base, "AP")]
         row["verdict"] = "base" if label == base else verdict(row["AP_diff"], row["AP_p"], row["AP_paper_diff"])
@@ -105,11 +114,20 @@ def summarize(rows: Sequence[Mapping[str, Any]], paper: Sequence[Mapping[str, st
 def verdict_counts(summary: pd.DataFrame) -> dict[str, int]:
     """How many rows reach each verdict (the README's results section)."""
     counts = summary["verdict"].value_counts()
-    return {v: int(counts.get(v, 0)) for v in (*VERDICTS, "n/a") if v != "base" and counts.get(v, 0)}
+    return {v: int(counts[v]) for v in counts.index if v != "base"}
 
 
 def _number(value: float, digits: int = 1) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _paper(value: float, sign: str = "") -> str:
+    """A paper value at its own precision (Tables 4 and 5 print hundredths): 2 decimals, the second
+    dropped when it is 0."""
+    if value is None or math.isnan(value):
+        return "–"
+    text = f"{value:{sign}.2f}"
+    return text[:-1] if text.endswith("0") else text
 
 
 def _with_ci(mean: float, half: float) -> str:
@@ -128,38 +146,43 @@ def markdown(summary: pd.DataFrame, title: str, setup: str = "", metrics: Sequen
     lines += [f"Statistics: {STATISTICS}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary.to_dict("records"):
         cells = [r["row"], *(str(r.get(e, "")) for e in extra), str(r["seeds"])]
-        cells += [f"{_with_ci(r[m], r[f'{m}_ci95'])} / {_number(r[f'{m}_paper'])}" for m in metrics]
+        cells += [f"{_with_ci(r[m], r[f'{m}_ci95'])} / {_paper(r[f'{m}_paper'])}" for m in metrics]
         if r["verdict"] == "base":
             cells += ["–", "–"]
         else:
             diff = f"{r['AP_diff']:+.2f}" + ("" if math.isnan(r["AP_diff_ci95"]) else f" (± {r['AP_diff_ci95']:.2f})")
-            paper = "–" if math.isnan(r["AP_paper_diff"]) else f"{r['AP_paper_diff']:+.1f}"
-            cells += [f"{diff} / {paper}", _number(r["AP_p"], 3)]
+            if r["AP_pairs"] != r["seeds"]:
+                diff += f" over {r['AP_pairs']} pair(s)"
+            cells += [f"{diff} / {_paper(r['AP_paper_diff'], '+')}", _number(r["AP_p"], 3)]
         cells += [r["verdict"], r["status"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def figure(summary: pd.DataFrame, title: str):
-    """Per arm: our AP with its 95 % interval (left axis) and the paper's AP (right axis)."""
+    """Two panels on shared scales: per arm, our AP (95 % interval) beside the paper's; and what the
+    verdicts test, our paired difference to the base (95 % interval) beside the paper's difference."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(5.0, 1.1 * len(summary) + 2), 3.8), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(max(7.0, 2.0 * len(summary) + 2), 3.8), layout="constrained")
     x = np.arange(len(summary))
-    ci = summary["AP_ci95"].fillna(0.0)
-    ax.errorbar(x, summary["AP"], yerr=ci, fmt="o", capsize=4, color="C0", label="ours (95 % CI)")
-    ax.set_ylabel("AP ours (%)", color="C0")
-    ax.set_xticks(x, summary["row"], rotation=20, ha="right", fontsize=8)
-    paper_ax = ax.twinx()
-    paper_ax.plot(x, summary["AP_paper"], "s", color="C1", label="paper")
-    paper_ax.set_ylabel("AP paper (%)", color="C1")
+    panels = fig.subplots(1, 2)
+    columns = (("AP", "AP_ci95", "AP_paper", "AP (%)"),
+               ("AP_diff", "AP_diff_ci95", "AP_paper_diff", "AP Δ to the base"))
+    for ax, (ours, ci, paper, label) in zip(panels, columns):
+        ax.errorbar(x - 0.1, summary[ours], yerr=summary[ci].fillna(0.0), fmt="o", capsize=4, color="C0",
+                    label="ours (95 % CI)")
+        ax.plot(x + 0.1, summary[paper], "s", color="C1", label="paper")
+        ax.set_ylabel(label)
+        ax.set_xticks(x, summary["row"], rotation=20, ha="right", fontsize=8)
+    panels[1].axhline(0.0, color="grey", lw=0.8)
     for i, v in enumerate(summary["verdict"]):
         if v not in ("base", "n/a"):
-            ax.annotate(v.replace(", ", "\n"), (x[i], summary["AP"].iloc[i]), fontsize=6, ha="center",
-                        xytext=(0, 8), textcoords="offset points")
-    ax.set_title(title, fontsize=9)
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+            panels[1].annotate(v.replace(", ", "\n"), (x[i], summary["AP_diff"].iloc[i]), fontsize=6, ha="center",
+                               xytext=(0, 8), textcoords="offset points")
+    fig.suptitle(title, fontsize=9)
+    handles, names = panels[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
 
@@ -174,7 +197,8 @@ def write_table(summary: pd.DataFrame, stem: str | os.PathLike, title: str, setu
     summary.to_csv(paths[0], index=False, float_format="%.4g")
     paths[1].write_text(markdown(summary, title, setup, metrics, extra))
     figure(summary, title).savefig(paths[2], dpi=100)
-    means = {r["row"]: {m: None if math.isnan(r[m]) else round(r[m], 3) for m in metrics}
+    numbers = [*metrics, "AP_diff", "AP_diff_ci95", "AP_p"]
+    means = {r["row"]: {m: None if math.isnan(r[m]) else round(r[m], 4 if m == "AP_p" else 3) for m in numbers}
              for r in summary.to_dict("records")}
     paths[3].write_text(json.dumps(means, indent=1) + "\n")
     return paths
