@@ -8,10 +8,11 @@ each section's CSV as soon as it is done and ``summary.md`` after every section:
 2. one training step (forward, loss with assignment, backward, optimizer) of yolov7 at 640, batch 32,
    FP16 autocast, ours against the official model + loss on identical inputs (``train.csv``);
 3. the loader's images/s with 16 workers at 640, p5 recipe, ours and the official (``loader.csv``);
-4. the CUDA tests (``pytest -m cuda``; Table 10's reference model is their trained checkpoint;
-   ``cuda_tests.txt``);
-5. the speed table: the 7 deploy models, paper and fixed protocols, batch 1 and 32, FP16, every fast
-   path, the official model (the bench peer) in the same process (``speed.csv``);
+4. the speed table: the 7 deploy models, paper and fixed protocols, batch 1 and 32, FP16, every fast
+   path, the official model (the bench peer) in the same process (``speed.csv``); a model that fails
+   costs its own rows, and models stop where the budget ends;
+5. the CUDA tests (``pytest -m cuda``; Table 10's reference model is their trained checkpoint;
+   ``cuda_tests.txt``), given what the budget leaves after the sections that follow (compile aside);
 6. the ``gpu`` profile's hours per ablation table: estimated from each arm's FLOPs, and measured from
    our training step of each table's largest arm (``gpu_profile.csv``);
 7. ``torch.compile`` (channels_last) for yolov7-tiny-silu and yolov7 at the paper protocol, added to
@@ -29,6 +30,7 @@ it runs with the package on ``PYTHONPATH``, nothing installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -155,13 +157,13 @@ def verdict(ok: bool) -> str:
 
 
 # -- the sections --------------------------------------------------------------------------------
-def cuda_tests(report: Report, sizes: Sizes, args: argparse.Namespace) -> str:
+def cuda_tests(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.device) -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     if Path(args.reference).exists():
         env.update(YOLOV7LIB_REFERENCE=str(args.reference), YOLOV7LIB_REFERENCE_DATA=str(args.data))
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", str(ROOT / "tests" / "gpu"), "-q", "-p", "no:cacheprovider",
            "-W", "ignore::DeprecationWarning"]
-    timeout = max(60.0, min(args.tests_timeout, args.budget_s - report.elapsed()))
+    timeout = max(60.0, min(args.tests_timeout, args.budget_s - report.elapsed() - reserved_after("CUDA tests")))
     # a session of its own, so that a timeout also stops what the tests started (torchrun's workers)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
                             start_new_session=True)
@@ -185,11 +187,21 @@ def speed(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.
     """Every model, protocol, batch and path beside the official model (``peer``, default: when it is
     installed); all rows go to speed.csv."""
     tol = bench.tolerance(device)
-    new_rows = []
+    new_rows, failed, left_out = [], [], []
+    per_model = SECONDS_PER_MODEL if device.type == "cuda" else 0.0
     for model in models or sizes.models:
-        rows = bench.bench_model(model, device, sizes.batches, protocols, paths or sizes.paths,
-                                 peer=args.peer if peer is None else peer,
-                                 warmup=sizes.warmup, repeats=sizes.repeats, size=sizes.img)
+        if device.type == "cuda" and report.elapsed() + per_model > args.budget_s:
+            left_out.append(model)  # the budget is spent: the rows so far are kept
+            continue
+        try:
+            rows = bench.bench_model(model, device, sizes.batches, protocols, paths or sizes.paths,
+                                     peer=args.peer if peer is None else peer,
+                                     warmup=sizes.warmup, repeats=sizes.repeats, size=sizes.img)
+        except Exception as err:  # one model's failure (out of memory, ...) costs its rows only
+            traceback.print_exc()
+            failed.append(f"{model} ({type(err).__name__}: {err})"[:200])
+            torch.cuda.empty_cache()
+            continue
         for r in rows:
             print(bench.format_row(r), flush=True)
         new_rows += rows
@@ -197,7 +209,10 @@ def speed(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.
         bench.write_csv(report.speed_rows, report.out / "speed.csv", runtime.environment(device))
         torch.cuda.empty_cache()
     lines = bench.ratios(new_rows, tol)
-    report.tables += [f"## speed: {', '.join(paths or sizes.paths)}", "", *(f"- {line}" for line in lines), ""]
+    notes = [f"- FAILED: {f}" for f in failed] + ([f"- not timed (budget spent): {', '.join(left_out)}"]
+                                                  if left_out else [])
+    report.tables += [f"## speed: {', '.join(paths or sizes.paths)}", "", *(f"- {line}" for line in lines),
+                      *notes, ""]
     yolov7 = [r for r in new_rows if r.model == "yolov7" and r.batch == 32 and r.protocol == "fixed"
               and r.impl.startswith("ours:") and r.max_rel_diff <= tol]
     if device.type == "cuda" and yolov7:
@@ -210,13 +225,15 @@ def speed(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.
             x = float(line.rsplit(" ", 1)[1].rstrip("x"))
             report.goals.append((f"{model} batch 1 (paper protocol): ≥ 1.5× the official FPS", line.split(": ", 1)[1],
                                  verdict(x >= 1.5)))
-    return f"{len(new_rows)} rows"
+    return f"{len(new_rows)} rows" + (f", {len(failed)} model(s) failed" if failed else "") + (
+        f", {len(left_out)} not timed (budget)" if left_out else "")
 
 
 def train_step(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.device) -> str:
     amp = "fp16" if device.type == "cuda" else "off"
-    row = train_step_bench.compare(sizes.train_model, sizes.train_img, sizes.train_batch, sizes.train_steps,
-                                   str(device), amp, data=args.data, peer=args.peer)
+    with cudnn_autotuning():  # as the official train.py runs (and ours), for both sides
+        row = train_step_bench.compare(sizes.train_model, sizes.train_img, sizes.train_batch, sizes.train_steps,
+                                       str(device), amp, data=args.data, peer=args.peer)
     print(row)
     write_rows(report.out / "train.csv", [row])
     report.tables += ["## training step", "", *markdown([row], list(row)), ""]
@@ -301,7 +318,8 @@ def gpu_profile(report: Report, sizes: Sizes, args: argparse.Namespace, device: 
             first = arms[0]
             if first not in measured:
                 _, step = train_step_bench.ours_step(first, images, targets, nc, torch.float16, t["width"])
-                measured[first] = train_step_bench.step_times({first: step}, steps=3, warmup=1)[first][0]
+                with cudnn_autotuning():
+                    measured[first] = train_step_bench.step_times({first: step}, steps=3, warmup=1)[first][0]
                 torch.cuda.empty_cache()
             row.update({"timed_arm": first, "step_s": measured[first],
                         "hours_compute_measured": steps * len(arms) * measured[first] / 3600})
@@ -321,13 +339,33 @@ def compile_paths(report: Report, sizes: Sizes, args: argparse.Namespace, device
                  peer=False)
 
 
+@contextlib.contextmanager
+def cudnn_autotuning():
+    """cuDNN's autotuner on (``cudnn.benchmark``), as training runs, for the duration."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 # -- the command -----------------------------------------------------------------------------------
 # (name, function, needs CUDA, seconds it is expected to take on an H100/H200: a section starts only if
-# it can end within the budget), cheapest and most needed first
+# it can end within the budget), cheapest and most needed first; every function takes (report, sizes,
+# args, device)
 SECTIONS: list[tuple[str, Callable, bool, float]] = [
     ("Table 10", table10, False, 20), ("training step", train_step, False, 40), ("loader", loader, False, 30),
-    ("CUDA tests", cuda_tests, True, 150), ("speed table", speed, False, 150), ("gpu profile", gpu_profile, False, 40),
+    ("speed table", speed, False, 150), ("CUDA tests", cuda_tests, True, 150), ("gpu profile", gpu_profile, False, 40),
     ("torch.compile", compile_paths, True, 200)]
+SECONDS_PER_MODEL = 150 / len(DEPLOY_MODELS)  # the speed table's expected time per model
+OPTIONAL = ("torch.compile",)  # last, and run only if time is left
+
+
+def reserved_after(name: str) -> float:
+    """The expected seconds of the sections after ``name`` (the optional ones aside)."""
+    names = [n for n, *_ in SECTIONS]
+    return sum(s for n, _, _, s in SECTIONS[names.index(name) + 1:] if n not in OPTIONAL)
 
 
 def skipped(name: str, needs_cuda: bool, expected_s: float, device: torch.device, elapsed: float,

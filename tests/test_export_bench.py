@@ -103,7 +103,8 @@ def test_bench_small_cpu_case():
                        paths=("eager", "channels_last"), warmup=1, repeats=2, size=128)
     assert len(rows) == 2 * 2 * 2
     assert all(r.precision == "FP32 (CPU)" and r.fps > 0 and r.max_abs_diff < 1e-2 for r in rows)
-    assert input_shape("yolov7-w6", "paper") == (960, 1280) and input_shape("yolov7", "fixed") == (640, 640)
+    assert input_shape("yolov7", "paper") == (512, 672) and input_shape("yolov7-w6", "paper") == (1024, 1344)
+    assert input_shape("yolov7", "fixed") == (640, 640)
     best = fastest(rows, 1e-2)
     assert set(best) == {("yolov7-tiny", 1), ("yolov7-tiny", 2)}
     assert ratios(rows) == []  # no peer in this run

@@ -2,9 +2,9 @@
 
 Two protocols, both on the re-parameterized (deploy, fused) model:
 
-* ``paper``: letterboxed rect inputs (long side = the model's size, the short side padded to a
-  multiple of the stride, as COCO's val images give them), batch 1 and 32, FP16 on CUDA (FP32 on the
-  CPU, and the CSV says so), warm-up first; the forward pass is timed alone and NMS separately;
+* ``paper``: the input the official ``test.py`` gives a 4:3 COCO image (rect, pad 0.5: 512×672 at
+  640, 1024×1344 at 1280), batch 1 and 32, FP16 on CUDA (FP32 on the CPU, and the CSV says so),
+  warm-up first; the forward pass is timed alone and NMS separately;
 * ``fixed``: square 640² or 1280² inputs, timed with CUDA events on a GPU (``perf_counter`` on the
   CPU); median and p90 per batch.
 
@@ -63,14 +63,14 @@ class Timing:
 
 
 def input_shape(name: str, protocol: str, size: int | None = None) -> tuple[int, int]:
-    """``paper``: a letterboxed 4:3 COCO-like image (long side = size, short side rounded up to the
-    stride); ``fixed``: a square."""
+    """``paper``: the official ``test.py`` input of a 4:3 COCO-like image, a rect batch with pad 0.5
+    (each side ``ceil(side · size / stride + 0.5) · stride``: 512×672 at 640); ``fixed``: a square."""
     v = VARIANTS[name]
     size = size or v.img_size
     stride = 64 if v.p6 else 32
     if protocol == "fixed":
         return size, size
-    return math.ceil(size * 3 / 4 / stride) * stride, size
+    return tuple(math.ceil(side * size / stride + 0.5) * stride for side in (3 / 4, 1.0))
 
 
 def time_forward(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -154,8 +154,8 @@ def prepare(model: nn.Module, path: str, example: torch.Tensor,
 
     A path is ``onnxruntime`` (the exported graph; ``export_dir`` holds it) or PyTorch parts joined
     by ``+``: ``channels_last`` (NHWC activations and weights), then at most one runner, ``compile``
-    (``torch.compile``, inductor's default mode) or ``cuda_graph`` (:class:`CUDAGraphed`); ``eager``
-    is neither."""
+    (``torch.compile``, inductor's default mode, a static graph per input shape) or ``cuda_graph``
+    (:class:`CUDAGraphed`); ``eager`` is neither."""
     if path == "onnxruntime":
         if export_dir is None:
             raise ValueError("the onnxruntime path needs a folder for the exported model")
@@ -167,8 +167,8 @@ def prepare(model: nn.Module, path: str, example: torch.Tensor,
         raise RuntimeError("CUDA graphs need a CUDA device")
     layout = torch.channels_last if "channels_last" in parts else torch.contiguous_format
     model = model.to(memory_format=layout)
-    runner: Callable = torch.compile(model) if "compile" in parts else CUDAGraphed(model) if "cuda_graph" in parts \
-        else model
+    runner: Callable = torch.compile(model, dynamic=False) if "compile" in parts else \
+        CUDAGraphed(model) if "cuda_graph" in parts else model
     return lambda x: runner(x.contiguous(memory_format=layout))[0]
 
 
@@ -206,7 +206,7 @@ def bench_model(name: str, device: torch.device, batches: Sequence[int] = (1, 32
                 x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
                 with torch.no_grad():
                     reference = ours(x)[0]
-                    nms = partial(non_max_suppression, reference.float())
+                    nms = partial(non_max_suppression, reference)  # the outputs' dtype, as officially
                     t_nms = statistics.median(time_forward(nms, device, 1, 3))
                     impls: list[tuple[str, Callable]] = []
                     for path in paths:

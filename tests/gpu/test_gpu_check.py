@@ -54,3 +54,52 @@ def test_a_section_starts_only_if_it_can_end_within_the_budget():
     assert skipped("torch.compile", True, 200, cuda, 280, args) is None
     assert skipped("torch.compile", True, 200, cuda, 281, args).startswith("it would end after the 480 s budget")
     assert skipped("speed table", False, 150, cpu, 900, args) is None  # the small CPU run is not budgeted
+
+
+def test_every_section_takes_what_the_loop_gives_it_and_the_cuda_tests_run(tiny_data, tmp_path):
+    """The loop calls each section with (report, sizes, args, device): a section with another signature
+    would fail only on a GPU. The CUDA-tests section itself runs here (its module skips without CUDA),
+    with a timeout that leaves the later sections their expected time."""
+    import argparse
+    import inspect
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    for _, function, _, _ in gpu_check.SECTIONS:
+        inspect.signature(function).bind(None, None, None, None)
+    assert gpu_check.reserved_after("CUDA tests") == 40  # the gpu profile; compile is optional
+    report = gpu_check.Report(tmp_path, "CPU")
+    args = argparse.Namespace(reference=tmp_path / "none.pt", data=tiny_data, tests_timeout=300.0, budget_s=480.0)
+    outcome = gpu_check.cuda_tests(report, gpu_check.CPU, args, torch.device("cpu"))
+    assert "skipped" in outcome and (tmp_path / "cuda_tests.txt").exists()
+
+
+def test_a_model_that_fails_in_the_speed_table_costs_only_its_rows(tmp_path, monkeypatch):
+    import argparse
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    real = gpu_check.bench.bench_model
+
+    def bench_model(name, *a, **k):
+        if name == "yolov7-tiny":
+            raise RuntimeError("CUDA out of memory")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(gpu_check.bench, "bench_model", bench_model)
+    sizes = gpu_check.Sizes(**{**vars(gpu_check.CPU), "models": ["yolov7-tiny", "yolov7-tiny-silu"],
+                               "paths": ["eager"], "batches": (1,), "img": 64, "warmup": 0, "repeats": 1})
+    report = gpu_check.Report(tmp_path, "CPU")
+    args = argparse.Namespace(peer=False, budget_s=480.0)
+    outcome = gpu_check.speed(report, sizes, args, torch.device("cpu"), protocols=("fixed",))
+    assert outcome == "1 rows, 1 model(s) failed"
+    assert [r.model for r in report.speed_rows] == ["yolov7-tiny-silu"]
+    assert any("FAILED: yolov7-tiny (RuntimeError: CUDA out of memory)" in line for line in report.tables)
