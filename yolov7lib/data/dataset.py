@@ -268,10 +268,14 @@ class DetectionDataset(Dataset):
         """A 4-image mosaic before the warp (the source of paste-in cut-outs)."""
         return self._mosaic4(int(rng.integers(0, len(self))), rng, warp=False)
 
-    def _cutouts(self, rng: np.random.Generator, minimum: int = 30):
-        """Cut-outs of random 4-image mosaics until there are ``minimum``; none if the first has none."""
+    def _cutouts(self, rng: np.random.Generator, minimum: int = 30, most: int = 100):
+        """Cut-outs of random 4-image mosaics until there are ``minimum``; none if the first has none
+        (as officially; ``most`` mosaics at most, where the official loop could run on forever on a
+        dataset with objects in one image)."""
         cutouts = cut_out(*self._raw_mosaic(rng), rng)
-        while cutouts and len(cutouts) < minimum:
+        for _ in range(most - 1):
+            if not cutouts or len(cutouts) >= minimum:
+                break
             cutouts += cut_out(*self._raw_mosaic(rng), rng)
         return cutouts
 
