@@ -86,12 +86,12 @@ def kmean_anchors(wh0: np.ndarray, n: int, anchor_t: float = 4.0, generations: i
         best = _ratios(labels, torch.tensor(anchors, dtype=torch.float32)).max(1).values
         return float((best * (best > thr).float()).mean())
 
-    f, shape, mutation_p, sigma = fitness(k), k.shape, 0.9, 0.1
+    f, shape, mutation_p, spread = fitness(k), k.shape, 0.9, 0.1
     bar = tqdm(range(generations), desc="autoanchor: evolving anchors", disable=not progress)
     for _ in bar:
         v = np.ones(shape)
         while (v == 1).all():  # mutate until something changes
-            v = (rng.random(shape) < mutation_p) * rng.random() * rng.standard_normal(shape) * sigma
+            v = (rng.random(shape) < mutation_p) * rng.random() * rng.standard_normal(shape) * spread
             v = (v + 1).clip(0.3, 3.0)
         candidate = (k * v).clip(min=2.0)
         fg = fitness(candidate)

@@ -154,12 +154,14 @@ class DetectionDataset(Dataset):
             img = cv2.resize(img, (w, h), interpolation=interp)
         return img, (h0, w0), img.shape[:2]
 
-    def _labels(self, i: int, w: float, h: float, padw: float = 0, padh: float = 0):
+    def _labels(self, i: int, w: float, h: float, padw: float = 0, padh: float = 0, segments: bool = True):
+        """Image ``i``'s labels (class, xyxy pixels) and, with ``segments``, its polygons, both scaled to
+        ``(w, h)`` and shifted by the padding."""
         im = self.images[i]
         labels = np.zeros((len(im.classes), 5))
         labels[:, 0] = im.classes
         labels[:, 1:] = xywhn_to_xyxy(im.boxes, w, h, padw, padh)
-        return labels, _pieces(lambda xy: xy * [w, h] + [padw, padh], im.segments)
+        return labels, _pieces(lambda xy: xy * [w, h] + [padw, padh], im.segments if segments else [])
 
     def _tile_hw(self, i: int) -> tuple[int, int]:
         """(h, w) of image ``i`` as :meth:`load_image` returns it, known without decoding it."""
@@ -301,7 +303,7 @@ class DetectionDataset(Dataset):
             shape = self.batch_shapes[self.batch_index[index]] if self.rect else self.img_size
             img, ratio, (padw, padh) = letterbox(img, tuple(shape) if self.rect else shape, scaleup=self.augment)
             shapes = ((h0, w0), ((h / h0, w / w0), (padw, padh)))
-            labels, _ = self._labels(index, ratio * w, ratio * h, padw, padh)
+            labels, _ = self._labels(index, ratio * w, ratio * h, padw, padh, segments=False)
             if self.augment:  # officially the boxes' corners are warped here, not the polygons
                 img, labels = self._warp(img, labels, [], rng)
         if self.augment:
