@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from yolov7lib import build_model
-from yolov7lib.bench import bench_model, fastest, input_shape, ratios
+from yolov7lib import bench, build_model
+from yolov7lib.bench import Timing, bench_model, deploy_model, fastest, input_shape, ratios
+from yolov7lib.complexity import count_gflops
 from yolov7lib.export import export_onnx
 from yolov7lib.postprocess import non_max_suppression
 
@@ -108,6 +109,26 @@ def test_bench_small_cpu_case():
     best = fastest(rows, 1e-2)
     assert set(best) == {("yolov7-tiny", 1), ("yolov7-tiny", 2)}
     assert ratios(rows) == []  # no peer in this run
+    gflop = {(h, w): count_gflops(deploy_model("yolov7-tiny", torch.device("cpu"), False), (h, w))
+             for h, w in {input_shape("yolov7-tiny", p, 128) for p in ("paper", "fixed")}}
+    for r in rows:
+        assert r.gflop == gflop[tuple(map(int, r.shape.split("x")))]
+        assert r.tflops == pytest.approx(r.gflop * r.fps / 1000)
+
+
+def test_ratios_against_the_conv_ceiling(monkeypatch):
+    """The ratio line says how much of the measured convolution ceiling our fastest path reaches, and
+    the most speed-up the ceiling allows: the official time over gflop / ceiling."""
+    def row(impl, ms, gflop=5.0):
+        return Timing("m", impl, "paper", 1, "8x8", "FP32 (CPU)", ms, ms, ms, 1000 / ms, gflop, gflop / ms, 0.0,
+                      0.0, 0.0, "cpu")
+
+    rows = [row("ours:eager", 10.0), row("official", 20.0)]
+    assert ratios(rows, ceiling={1: 1.0}) == ["m paper b1: ours (ours:eager) 10.00 ms/img, official 20.00 ms/img, "
+                                             "speed-up 2.00x; 50% of the conv ceiling, which allows at most 4.00x"]
+    assert ratios(rows, ceiling={32: 1.0}) == ratios(rows)  # no ceiling measured at this batch
+    monkeypatch.setattr(bench, "CEILING_CONVS", ((4, 8), (8, 4)))
+    assert 0 < bench.conv_ceiling(torch.device("cpu"), torch.float32, warmup=0, repeats=1) < float("inf")
 
 
 def test_bench_onnxruntime_backend(capsys):

@@ -13,7 +13,9 @@ Fast paths (``eager``, ``channels_last``, ``compile``, ``cuda_graph`` and their 
 eager in the same run and checked to give the same outputs (:func:`relative_error` within
 :func:`tolerance`); :func:`fastest` picks the fastest that does. With ``peer=True`` the official
 model (``yolov7-package``, :mod:`yolov7lib.peer`) runs with the same weights and inputs in the same
-process, and the ratio ours / official is reported.
+process, and the ratio ours / official is reported. Each row also carries the model's GFLOP per image
+and the TFLOPS reached, to set beside :func:`conv_ceiling`: what this device's fastest large
+convolutions reach, and so the most speed-up any backend of direct convolutions could show.
 
     yolov7 bench --models yolov7 yolov7-tiny --batch 1 32 --protocol paper fixed --peer --csv results/speed/cpu.csv
     yolov7 bench --models yolov7 --batch 1 --backend pytorch onnxruntime --peer
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from . import runtime
+from .complexity import count_gflops
 from .console import HelpFormatter, run
 from .models import VARIANTS, build_model
 from .postprocess import non_max_suppression
@@ -56,6 +59,8 @@ class Timing:
     forward_ms_p90: float
     per_image_ms: float
     fps: float
+    gflop: float  # per image at this shape, counted as the official model_info does (2 x MACs)
+    tflops: float  # achieved: gflop x fps / 1000, to set beside conv_ceiling()
     nms_ms_per_image: float
     max_abs_diff: float  # outputs against our eager model
     max_rel_diff: float  # the same, relative to 1 + |eager output| (relative_error)
@@ -92,6 +97,27 @@ def time_forward(fn: Callable[[], object], device: torch.device, warmup: int, re
             fn()
             times.append(1000 * (time.perf_counter() - t))
     return times
+
+
+CEILING_CONVS = ((128, 160), (256, 80), (512, 40))  # 3x3 convolutions of yolov7's backbone: channels, side
+
+
+def conv_ceiling(device: torch.device, dtype: torch.dtype, batch: int = 1, warmup: int = 2,
+                 repeats: int = 5) -> float:
+    """TFLOPS of the fastest of three large 3×3 convolutions (:data:`CEILING_CONVS`, channels_last,
+    PyTorch's own kernels) on ``device``: a measured ceiling for a whole network of such layers, which
+    also runs small layers, activations and concatenations. A model needing ``gflop`` per image can
+    not run faster than ``gflop / ceiling`` ms per image through any backend using direct
+    convolutions (a Winograd or lower-precision kernel could)."""
+    best = 0.0
+    for channels, side in CEILING_CONVS:
+        layout = torch.channels_last
+        conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, dtype, memory_format=layout)
+        x = torch.rand(batch, channels, side, side, device=device, dtype=dtype).contiguous(memory_format=layout)
+        with torch.no_grad():
+            ms = statistics.median(time_forward(partial(conv, x), device, warmup, repeats))
+        best = max(best, 2 * batch * channels * channels * 9 * side * side / ms / 1e9)
+    return best
 
 
 class CUDAGraphed:
@@ -198,12 +224,15 @@ def bench_model(name: str, device: torch.device, batches: Sequence[int] = (1, 32
         except (RuntimeError, ImportError) as err:  # the rows of ours still count; the ratio is lost
             print(f"{name}: no official peer: {err}")
     rows = []
+    gflop = {}  # per input shape
     with tempfile.TemporaryDirectory(prefix="yolov7lib-bench-") as export_dir:
         runners: dict[tuple, Callable] = {}  # a compiled or graphed model serves every shape; ONNX one size
         for protocol in protocols:
             h, w = input_shape(name, protocol, size)
             for batch in batches:
                 x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
+                if (h, w) not in gflop:
+                    gflop[h, w] = count_gflops(ours, (h, w))
                 with torch.no_grad():
                     reference = ours(x)[0]
                     nms = partial(non_max_suppression, reference)  # the outputs' dtype, as officially
@@ -230,9 +259,10 @@ def bench_model(name: str, device: torch.device, batches: Sequence[int] = (1, 32
                         times = time_forward(lambda fn=fn, x=x: fn(x), device, warmup, repeats)
                         median = statistics.median(times)
                         p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+                        fps = 1000 * batch / median
                         rows.append(Timing(name, impl, protocol, batch, f"{h}x{w}", precision, median, p90,
-                                           median / batch, 1000 * batch / median, t_nms / batch, diff, rel,
-                                           str(device)))
+                                           median / batch, fps, gflop[h, w], gflop[h, w] * fps / 1000,
+                                           t_nms / batch, diff, rel, str(device)))
     return rows
 
 
@@ -288,8 +318,10 @@ def tolerance(device: torch.device) -> float:
     return 1e-2 if device.type == "cuda" else 1e-3
 
 
-def ratios(rows: Sequence[Timing], tol: float = math.inf) -> list[str]:
-    """Lines ``model protocol batch: ours/official`` for our fastest path (within ``tol``) against the peer."""
+def ratios(rows: Sequence[Timing], tol: float = math.inf, ceiling: dict[int, float] | None = None) -> list[str]:
+    """Lines ``model protocol batch: ours/official`` for our fastest path (within ``tol``) against the peer;
+    with ``ceiling`` (:func:`conv_ceiling` TFLOPS per batch) also the share of it reached and the most
+    speed-up it allows: the official time over ``gflop / ceiling``."""
     out = []
     keys = {(r.model, r.protocol, r.batch) for r in rows}
     for model, protocol, batch in sorted(keys):
@@ -299,14 +331,18 @@ def ratios(rows: Sequence[Timing], tol: float = math.inf) -> list[str]:
         if theirs and ours:
             best = min(ours, key=lambda r: r.per_image_ms)
             speedup = theirs[0].per_image_ms / best.per_image_ms
-            out.append(f"{model} {protocol} b{batch}: ours ({best.impl}) {best.per_image_ms:.2f} ms/img, official "
-                       f"{theirs[0].per_image_ms:.2f} ms/img, speed-up {speedup:.2f}x")
+            line = (f"{model} {protocol} b{batch}: ours ({best.impl}) {best.per_image_ms:.2f} ms/img, official "
+                    f"{theirs[0].per_image_ms:.2f} ms/img, speed-up {speedup:.2f}x")
+            if ceiling and batch in ceiling:
+                line += (f"; {best.tflops / ceiling[batch]:.0%} of the conv ceiling, which allows at most "
+                         f"{theirs[0].per_image_ms * ceiling[batch] / best.gflop:.2f}x")
+            out.append(line)
     return out
 
 
 def format_row(r: Timing) -> str:
     return (f"{r.model:16s} {r.impl:30s} {r.protocol:6s} b{r.batch:<3d} {r.shape:9s} {r.per_image_ms:8.3f} ms/img "
-            f"{r.fps:8.1f} FPS  nms {r.nms_ms_per_image:6.2f} ms/img  |Δ| {r.max_abs_diff:.1e} "
+            f"{r.fps:8.1f} FPS {r.tflops:7.3f} TFLOPS  nms {r.nms_ms_per_image:6.2f} ms/img  |Δ| {r.max_abs_diff:.1e} "
             f"(rel {r.max_rel_diff:.1e})")
 
 
@@ -325,7 +361,8 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cuda (FP16, the paper's protocol) or cpu (FP32)")
     parser.add_argument("--peer", action="store_true",
-                        help="also time the official model with the same weights (make bench-install)")
+                        help="also time the official model with the same weights (make bench-install), and "
+                             "measure the conv ceiling: how much of it each model reaches, the most speed-up it allows")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls; the median is reported")
     parser.add_argument("--csv", type=Path, help="write every row here, the environment in a first comment line")
@@ -345,7 +382,12 @@ def main(argv: list[str] | None = None) -> list[Timing]:
             print(format_row(r), flush=True)
         rows += new
     tol = tolerance(device)
-    for line in ratios(rows, tol):
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    ceiling = {b: conv_ceiling(device, dtype, b) for b in args.batch} if args.peer else None
+    for b, tflops in (ceiling or {}).items():
+        print(f"conv ceiling, batch {b}: {tflops:.3f} TFLOPS (the fastest 3x3 convolution of {CEILING_CONVS})")
+        env[f"conv_ceiling_b{b}"] = f"{tflops:.3f} TFLOPS"
+    for line in ratios(rows, tol, ceiling):
         print(line)
     print("fastest path within tolerance:", fastest(rows, tol))
     if args.csv:

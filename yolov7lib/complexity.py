@@ -60,8 +60,9 @@ def _module_ops(m: nn.Module, x: torch.Tensor, y: torch.Tensor, rules: FlopRules
 
 
 @torch.no_grad()
-def count_gflops(model: nn.Module, img_size: int = 640, rules: FlopRules = THOP) -> float:
-    """GFLOPs at ``img_size``² as the official ``model_info`` reports them (2 x MACs)."""
+def count_gflops(model: nn.Module, img_size: int | tuple[int, int] = 640, rules: FlopRules = THOP) -> float:
+    """GFLOPs at ``img_size``² (or an ``(h, w)`` input) as the official ``model_info`` reports them
+    (2 x MACs, counted at ``stride``² and scaled by the area)."""
     strides = getattr(getattr(model, "head", None), "strides", (32,))
     stride = max(int(max(strides)), 32)
     param = next(model.parameters())
@@ -79,7 +80,8 @@ def count_gflops(model: nn.Module, img_size: int = 640, rules: FlopRules = THOP)
         model.train(was_training)
         for h in handles:
             h.remove()
-    return total[0] * 2 / 1e9 * (img_size / stride) ** 2
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    return total[0] * 2 / 1e9 * h * w / stride ** 2
 
 
 TABLE_COLUMNS = (
