@@ -74,14 +74,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--amp", default="bf16", help="bf16 (autocast; 1.5x faster on a CPU with AMX) or off")
     parser.add_argument("--data", default="data/synthetic/data.yaml")
+    parser.add_argument("--seed", type=int, default=0, help="initialization, data order and augmentation; "
+                        "another seed shows how much the result moves from run to run")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyp overrides, e.g. scale=0.3")
     args = parser.parse_args()
     if not Path(args.data).exists():
         generate(Path(args.data).parent, train=512, val=128, size=320, seed=0)
     cfg = TrainConfig(model="yolov7-tiny", width=args.width, data=args.data, hyp="tiny", img_size=args.img,
-                      batch_size=args.batch, epochs=args.epochs, amp=args.amp, val_interval=5, workers=args.workers,
-                      warmup_min_iters=0, nominal_batch=args.batch, cache_images=True, tracking=False, progress=False,
-                      project="runs/learn", name="synthetic",
+                      seed=args.seed, batch_size=args.batch, epochs=args.epochs, amp=args.amp, val_interval=5,
+                      workers=args.workers, warmup_min_iters=0, nominal_batch=args.batch, cache_images=True,
+                      tracking=False, progress=False, project="runs/learn", name="synthetic",
                       overrides={"lr0": 0.04, "mixup": 0.0, "paste_in": 0.0,
                                  **{k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
     start = time.perf_counter()

@@ -39,6 +39,24 @@ def test_yolo_and_coco_labels_agree(dataset):
         assert len(c.segments) == len(c.classes)
 
 
+def test_polygons_are_closed_so_resampling_traces_every_side(dataset):
+    """Each polygon ends on its first vertex: the official resampling (first vertex to last) then
+    reaches every side, so the box of its points clipped to any window equals the polygon's own."""
+    from yolov7lib.data.augment import resample_segments
+
+    cfg = DataConfig.load(dataset / "data.yaml")
+    segments = [s for sample in read_yolo(cfg.train, cfg.nc) for s in sample.segments]
+    assert len(segments) > 100 and all(np.array_equal(s[0], s[-1]) for s in segments)
+    square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
+    for outline in (square, np.concatenate((square, square[:1]))):
+        points = resample_segments([outline])[0]
+        window = points[(points[:, 0] <= 3) & (points[:, 1] >= 3) & (points[:, 1] <= 7)]  # the left side's middle
+        if len(outline) == 4:
+            assert len(window) == 0  # open: the left side is never traced, a crop there loses the object
+        else:
+            assert window[:, 0].max() == 0 and window[:, 1].min() < 3.1 and window[:, 1].max() > 6.9
+
+
 def test_deterministic_whatever_the_workers(tmp_path):
     generate(tmp_path / "a", train=6, val=2, size=128, seed=7, workers=1)
     generate(tmp_path / "b", train=6, val=2, size=128, seed=7, workers=2)

@@ -14,6 +14,11 @@ textured and cluttered backgrounds (lines, greyish blobs), occlusion (an object 
 60 % is not drawn: every object in sight is labelled), 0-20 objects per image and about 5 % empty
 images. Image ``i`` of a split depends only on ``(seed, split, i)``, so the output is identical
 whatever the number of worker processes.
+
+Each polygon is written closed, its first vertex repeated at the end. The official pipeline resamples
+an outline from its first vertex to its last (``resample_segments``, no closing edge), so the labels
+of a warped mosaic would otherwise miss a side of each shape (a quarter of a square's outline), where
+COCO's dense polygons miss only a short gap.
 """
 
 from __future__ import annotations
@@ -204,7 +209,7 @@ def _write_one(args: tuple[Path, int, str, int, int, Scene]) -> list[dict]:
     records = []
     for a in anns:
         x1, y1, x2, y2 = a.box
-        poly = a.polygon
+        poly = np.concatenate((a.polygon, a.polygon[:1]))  # closed: see the module's docstring
         lines.append(f"{a.cls} " + " ".join(f"{v / size:.6f}" for v in poly.reshape(-1)))
         area = 0.5 * abs(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1)))
         records.append({"category_id": a.cls + 1, "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2),
