@@ -2,9 +2,10 @@
 and report the validation mAP50 (issue 5's check: mAP50 ≥ 0.8 within 10 minutes on 2 cores).
 
     python benchmarks/learn_synthetic.py [--minutes 10] [--img 480] [--width 0.5] [--epochs 30] [--amp bf16]
-                                         [--workers 2] [--set KEY=VALUE ...]
+                                         [--workers 2] [--seed 0] [--set KEY=VALUE ...]
 
-Generates ``data/synthetic`` (512 / 128 images at 320 px, seed 0) if missing; trains yolov7-tiny at
+Generates ``data/learn_synthetic`` (512 / 128 images at 320 px, seed 0; not the profiles'
+``data/synthetic``, which ``make repro`` writes at 128 px) if missing; trains yolov7-tiny at
 the given width with the tiny hyps (mosaic 1.0 as officially; lr0 0.04, no MixUp or paste-in), batch 8
 and a nominal batch equal to it (batch 8 beat batch 16 and Adam in a side-by-side run), at 480 px (the
 320-px images upscaled: small objects gain more than the fewer epochs cost), under bfloat16 autocast
@@ -12,7 +13,9 @@ and a nominal batch equal to it (batch 8 beat batch 16 and Adam in a side-by-sid
 final metrics, AP50 and recall per COCO area range, the wall time and whether the target was reached
 within the budget.
 
-Measured on the 2-core CPU (mAP50, minutes), width 0.5 at 480 px unless said: bf16, mosaic 1.0: 30
+Measured on the 2 Intel cores of its first runs, before the synthetic polygons were closed (mAP50,
+minutes; one seed; the README has today's figures and their spread over seeds), width 0.5 at 480 px
+unless said: bf16, mosaic 1.0: 30
 epochs 0.817 in 8.5, 32 epochs 0.846 in 9.4. With mosaic 0.5 (``--set mosaic=0.5``; it had won at 20
 float32 epochs on an earlier version of the dataset): bf16, 32 epochs 0.774 in 9.0, 28 epochs 0.769 in
 7.9; 576 px, 22 epochs 0.764 in 8.7; full width, 16 epochs 0.738 in 9.1; scale jitter 0.25 instead of
@@ -69,11 +72,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--img", type=int, default=480)
     parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=30, help="schedule length (30 at 480 px: about 9 min on 2 cores)")
+    parser.add_argument("--epochs", type=int, default=30, help="schedule length (30 at 480 px: about 9 min on 2 Intel "
+                        "cores with AMX, 6.5 on 2 AMD Zen 5 cores, where 40 fit in 10)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--amp", default="bf16", help="bf16 (autocast; 1.5x faster on a CPU with AMX) or off")
-    parser.add_argument("--data", default="data/synthetic/data.yaml")
+    parser.add_argument("--data", default="data/learn_synthetic/data.yaml")
     parser.add_argument("--seed", type=int, default=0, help="initialization, data order and augmentation; "
                         "another seed shows how much the result moves from run to run")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyp overrides, e.g. scale=0.3")
