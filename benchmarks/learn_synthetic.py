@@ -15,12 +15,11 @@ within the budget.
 
 Measured on the 2 Intel cores of its first runs, before the synthetic polygons were closed (mAP50,
 minutes; one seed; the README has today's figures and their spread over seeds), width 0.5 at 480 px
-unless said: bf16, mosaic 1.0: 30
-epochs 0.817 in 8.5, 32 epochs 0.846 in 9.4. With mosaic 0.5 (``--set mosaic=0.5``; it had won at 20
-float32 epochs on an earlier version of the dataset): bf16, 32 epochs 0.774 in 9.0, 28 epochs 0.769 in
-7.9; 576 px, 22 epochs 0.764 in 8.7; full width, 16 epochs 0.738 in 9.1; scale jitter 0.25 instead of
-0.5, 32 epochs 0.750 in 9.2; float32, 20 epochs 0.731 in 8.8, 25 at 416 px 0.717 in 8.4, 42 at 320 px
-0.688 in 9.0.
+unless said: bf16, mosaic 1.0: 30 epochs 0.817 in 8.5, 32 epochs 0.846 in 9.4. With mosaic 0.5 (``--set
+mosaic=0.5``; it had won at 20 float32 epochs on an earlier version of the dataset): bf16, 32 epochs
+0.774 in 9.0, 28 epochs 0.769 in 7.9; 576 px, 22 epochs 0.764 in 8.7; full width, 16 epochs 0.738 in
+9.1; scale jitter 0.25 instead of 0.5, 32 epochs 0.750 in 9.2; float32, 20 epochs 0.731 in 8.8, 25 at
+416 px 0.717 in 8.4, 42 at 320 px 0.688 in 9.0.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ def test_yolo_and_coco_labels_agree(dataset):
 
 
 def test_polygons_are_closed_so_resampling_traces_every_side(dataset):
-    """Each polygon ends on its first vertex: the official resampling (first vertex to last) then
-    reaches every side, so the box of its points clipped to any window equals the polygon's own."""
+    """Each polygon ends on its first vertex, so the official resampling (first vertex to last) reaches
+    every side: a window on a square's left side holds points of the closed outline, none of the open."""
     from yolov7lib.data.augment import resample_segments
 
     cfg = DataConfig.load(dataset / "data.yaml")
