@@ -34,7 +34,6 @@ import contextlib
 import csv
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -209,25 +208,23 @@ def speed(report: Report, sizes: Sizes, args: argparse.Namespace, device: torch.
         report.speed_rows += rows
         bench.write_csv(report.speed_rows, report.out / "speed.csv", runtime.environment(device))
         torch.cuda.empty_cache()
+    official = [r for r in new_rows if r.impl == "official"]  # the peer's rows: ratios to report
     ceiling = {b: bench.conv_ceiling(device, torch.float16, b) for b in sizes.batches} \
-        if device.type == "cuda" and new_rows else None  # seconds on a GPU; the CPU's check stays short
-    lines = bench.ratios(new_rows, tol, ceiling)
+        if device.type == "cuda" and official else None  # seconds on a GPU; the CPU's check stays short
+    found = bench.ratios(new_rows, tol, ceiling)
     notes = [f"- FAILED: {f}" for f in failed] + ([f"- not timed (budget spent): {', '.join(left_out)}"]
                                                   if left_out else [])
-    report.tables += [f"## speed: {', '.join(paths or sizes.paths)}", "", *(f"- {line}" for line in lines),
-                      *notes, ""]
+    report.tables += [f"## speed: {', '.join(paths or sizes.paths)}", "", *(f"- {r}" for r in found), *notes, ""]
     yolov7 = [r for r in new_rows if r.model == "yolov7" and r.batch == 32 and r.protocol == "fixed"
               and r.impl.startswith("ours:") and r.max_rel_diff <= tol]
     if device.type == "cuda" and yolov7:
         best = max(yolov7, key=lambda r: r.fps)
         report.goals.append(("yolov7 at 640, FP16, batch 32: ≥ 3,000 img/s", f"{best.fps:,.0f} img/s ({best.impl}, "
                              f"{best.protocol} {best.shape})", verdict(best.fps >= 3000)))
-    for line in lines:
-        model, protocol, batch = line.split(":", 1)[0].split()
-        if protocol == "paper" and batch == "b1":
-            x = float(re.search(r"speed-up ([\d.]+)x", line)[1])
-            report.goals.append((f"{model} batch 1 (paper protocol): ≥ 1.5× the official FPS", line.split(": ", 1)[1],
-                                 verdict(x >= 1.5)))
+    for r in found:
+        if r.ours.protocol == "paper" and r.ours.batch == 1:
+            report.goals.append((f"{r.ours.model} batch 1 (paper protocol): ≥ 1.5× the official FPS", r.figures,
+                                 verdict(r.speedup >= 1.5)))
     return f"{len(new_rows)} rows" + (f", {len(failed)} model(s) failed" if failed else "") + (
         f", {len(left_out)} not timed (budget)" if left_out else "")
 

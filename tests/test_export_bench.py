@@ -123,10 +123,16 @@ def test_ratios_against_the_conv_ceiling(monkeypatch):
         return Timing("m", impl, "paper", 1, "8x8", "FP32 (CPU)", ms, ms, ms, 1000 / ms, gflop, gflop / ms, 0.0,
                       0.0, 0.0, "cpu")
 
-    rows = [row("ours:eager", 10.0), row("official", 20.0)]
-    assert ratios(rows, ceiling={1: 1.0}) == ["m paper b1: ours (ours:eager) 10.00 ms/img, official 20.00 ms/img, "
-                                             "speed-up 2.00x; 50% of the conv ceiling, which allows at most 4.00x"]
+    rows = [row("ours:eager", 10.0), row("official", 20.0), row("ours:channels_last", 12.0)]
+    (ratio,) = ratios(rows, ceiling={1: 1.0})
+    assert (ratio.ours, ratio.official, ratio.speedup) == (rows[0], rows[1], 2.0)
+    assert str(ratio) == ("m paper b1: ours (ours:eager) 10.00 ms/img, official 20.00 ms/img, speed-up 2.00x; "
+                          "50% of the conv ceiling, which allows at most 4.00x")
     assert ratios(rows, ceiling={32: 1.0}) == ratios(rows)  # no ceiling measured at this batch
+    assert str(ratios(rows)[0]).endswith("speed-up 2.00x")
+    assert [r.ours.impl for r in ratios(rows, tol=0.0)] == ["ours:eager"]
+    rows[0].max_rel_diff = 1.0  # beyond tolerance: the next fastest path within it
+    assert ratios(rows, tol=1e-3)[0].speedup == pytest.approx(20 / 12)
     monkeypatch.setattr(bench, "CEILING_CONVS", ((4, 8), (8, 4)))
     assert 0 < bench.conv_ceiling(torch.device("cpu"), torch.float32, warmup=0, repeats=1) < float("inf")
 

@@ -318,25 +318,44 @@ def tolerance(device: torch.device) -> float:
     return 1e-2 if device.type == "cuda" else 1e-3
 
 
-def ratios(rows: Sequence[Timing], tol: float = math.inf, ceiling: dict[int, float] | None = None) -> list[str]:
-    """Lines ``model protocol batch: ours/official`` for our fastest path (within ``tol``) against the peer;
-    with ``ceiling`` (:func:`conv_ceiling` TFLOPS per batch) also the share of it reached and the most
-    speed-up it allows: the official time over ``gflop / ceiling``."""
+@dataclass(frozen=True)
+class Ratio:
+    """Our fastest path within tolerance against the official model, for one model, protocol and batch;
+    with ``ceiling`` (:func:`conv_ceiling` TFLOPS at this batch) also the share of it reached and the
+    most speed-up it allows: the official time over ``gflop / ceiling``."""
+
+    ours: Timing
+    official: Timing
+    ceiling: float | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.official.per_image_ms / self.ours.per_image_ms
+
+    @property
+    def figures(self) -> str:
+        o = self.ours
+        text = (f"ours ({o.impl}) {o.per_image_ms:.2f} ms/img, official {self.official.per_image_ms:.2f} ms/img, "
+                f"speed-up {self.speedup:.2f}x")
+        if self.ceiling:
+            text += (f"; {o.tflops / self.ceiling:.0%} of the conv ceiling, which allows at most "
+                     f"{self.official.per_image_ms * self.ceiling / o.gflop:.2f}x")
+        return text
+
+    def __str__(self) -> str:
+        return f"{self.ours.model} {self.ours.protocol} b{self.ours.batch}: {self.figures}"
+
+
+def ratios(rows: Sequence[Timing], tol: float = math.inf, ceiling: dict[int, float] | None = None) -> list[Ratio]:
+    """Our fastest path (within ``tol``) against the peer, per model, protocol and batch that has both;
+    ``ceiling``: :func:`conv_ceiling` TFLOPS per batch, where measured."""
     out = []
-    keys = {(r.model, r.protocol, r.batch) for r in rows}
-    for model, protocol, batch in sorted(keys):
+    for model, protocol, batch in sorted({(r.model, r.protocol, r.batch) for r in rows}):
         group = [r for r in rows if (r.model, r.protocol, r.batch) == (model, protocol, batch)]
         theirs = [r for r in group if r.impl == "official"]
         ours = [r for r in group if r.impl.startswith("ours:") and r.max_rel_diff <= tol]
         if theirs and ours:
-            best = min(ours, key=lambda r: r.per_image_ms)
-            speedup = theirs[0].per_image_ms / best.per_image_ms
-            line = (f"{model} {protocol} b{batch}: ours ({best.impl}) {best.per_image_ms:.2f} ms/img, official "
-                    f"{theirs[0].per_image_ms:.2f} ms/img, speed-up {speedup:.2f}x")
-            if ceiling and batch in ceiling:
-                line += (f"; {best.tflops / ceiling[batch]:.0%} of the conv ceiling, which allows at most "
-                         f"{theirs[0].per_image_ms * ceiling[batch] / best.gflop:.2f}x")
-            out.append(line)
+            out.append(Ratio(min(ours, key=lambda r: r.per_image_ms), theirs[0], (ceiling or {}).get(batch)))
     return out
 
 
@@ -387,8 +406,8 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     for b, tflops in (ceiling or {}).items():
         print(f"conv ceiling, batch {b}: {tflops:.3f} TFLOPS (the fastest 3x3 convolution of {CEILING_CONVS})")
         env[f"conv_ceiling_b{b}"] = f"{tflops:.3f} TFLOPS"
-    for line in ratios(rows, tol, ceiling):
-        print(line)
+    for ratio in ratios(rows, tol, ceiling):
+        print(ratio)
     print("fastest path within tolerance:", fastest(rows, tol))
     if args.csv:
         write_csv(rows, args.csv, env)
