@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test lint repro lab table bench-install gpu-check gpu-wheels clean
+.PHONY: install test lint repro lab table bench-install gpu-check gpu-wheels gpu-stack clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,5 +63,22 @@ gpu-wheels: $(VENV)/bin/python
 	$(PY) -m pip download -q --no-deps -d .whl yolov7-package==0.0.13
 	$(PY) -m pip wheel -q --no-deps -w .whl wget==3.2
 
+# The GPU machine's software without its GPU: its Python 3.12, PyTorch 2.11 and NumPy 2.5 (as sessions
+# listed them there in 2026-11; the same PyPI builds, CUDA libraries included, about 4 GB) in .venv-gpu, the wheels of gpu-wheels
+# unpacked as there, and gpu-check's small CPU run under them, so that a version mismatch shows here
+# and not in a GPU machine's scarce minutes. GPU_STACK_PY: a Python 3.12.
+GPU_STACK_PY ?= python3.12
+GPU_STACK := torch==2.11.0 torchvision==0.26.0 numpy==2.5.2 onnx==1.23.1 onnxruntime==1.30.0 onnxscript==0.7.2 \
+	opencv-python-headless pillow pyyaml tqdm matplotlib pandas scipy pytest requests
+.venv-gpu/bin/python:
+	$(GPU_STACK_PY) -m venv .venv-gpu
+	.venv-gpu/bin/python -m pip install -q $(GPU_STACK)
+
+gpu-stack: .venv-gpu/bin/python gpu-wheels  ## gpu-check's CPU run under the GPU machine's Python and PyTorch
+	rm -rf .venv-gpu/site
+	.venv-gpu/bin/python -m pip install -q --no-index --no-deps --target .venv-gpu/site .whl/*.whl
+	PYTHONPATH="$(CURDIR)/.venv-gpu/site" $(MAKE) gpu-check GPU_CHECK_PY=.venv-gpu/bin/python \
+		GPU_CHECK_ARGS="--out runs/gpu_stack $(GPU_CHECK_ARGS)"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-gpu .pytest_cache .ruff_cache
