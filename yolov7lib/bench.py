@@ -38,7 +38,7 @@ from torch import nn
 
 from . import runtime
 from .complexity import count_gflops
-from .console import HelpFormatter, run
+from .console import IMG_MIN, HelpFormatter, at_least, run, stride_multiple
 from .models import VARIANTS, build_model
 from .postprocess import non_max_suppression
 from .reparam import reparameterize
@@ -71,8 +71,8 @@ def input_shape(name: str, protocol: str, size: int | None = None) -> tuple[int,
     """``paper``: the official ``test.py`` input of a 4:3 COCO-like image, a rect batch with pad 0.5
     (each side ``ceil(side · size / stride + 0.5) · stride``: 512×672 at 640); ``fixed``: a square."""
     v = VARIANTS[name]
-    size = size or v.img_size
     stride = 64 if v.p6 else 32
+    size = stride_multiple(size, stride, "timing") if size else v.img_size
     if protocol == "fixed":
         return size, size
     return tuple(math.ceil(side * size / stride + 0.5) * stride for side in (3 / 4, 1.0))
@@ -369,21 +369,22 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser = argparse.ArgumentParser(prog="yolov7 bench", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--models", nargs="+", default=["yolov7"], choices=list(VARIANTS), metavar="MODEL",
                         help="deploy models to time; any of " + ", ".join(VARIANTS))
-    parser.add_argument("--batch", nargs="+", type=int, default=[1, 32], help="batch sizes")
+    parser.add_argument("--batch", nargs="+", type=at_least(1), default=[1, 32], help="batch sizes")
     parser.add_argument("--protocol", nargs="+", default=["paper", "fixed"], choices=("paper", "fixed"),
                         help="paper: letterboxed 4:3 inputs; fixed: square inputs")
     parser.add_argument("--paths", nargs="+", default=["eager", "channels_last"], choices=PATHS[:-1], metavar="PATH",
                         help="PyTorch fast paths, each checked against eager: " + ", ".join(PATHS[:-1]))
     parser.add_argument("--backend", nargs="+", default=["pytorch"], choices=("pytorch", "onnxruntime"),
                         help="onnxruntime also times the exported ONNX model on the CPU")
-    parser.add_argument("--img", type=int, default=None, help="long side in pixels; None: the model's own size")
+    parser.add_argument("--img", type=at_least(IMG_MIN), default=None,
+                        help="long side in pixels (rounded up to the model's stride); None: the model's own size")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cuda (FP16, the paper's protocol) or cpu (FP32)")
     parser.add_argument("--peer", action="store_true",
                         help="also time the official model with the same weights (make bench-install), and "
                              "measure the conv ceiling: how much of it each model reaches, the most speed-up it allows")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=50, help="timed calls; the median is reported")
+    parser.add_argument("--warmup", type=at_least(0), default=10, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=at_least(1), default=50, help="timed calls; the median is reported")
     parser.add_argument("--csv", type=Path, help="write every row here, the environment in a first comment line")
     args = parser.parse_args(argv)
     device = torch.device(args.device)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import train as train_module
-from .console import HelpFormatter, UserError, run, stride_multiple
+from .console import IMG_MIN, HelpFormatter, UserError, at_least, fraction, run, stride_multiple
 from .runtime import select_device
 
 
@@ -41,17 +41,18 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
     p.add_argument("--data", required=True, help="data YAML (official format)")
     p.add_argument("--task", default="val", choices=("val", "train"), help="the split to evaluate")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=640, help="image size in pixels")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=32, help="images per batch")
-    p.add_argument("--conf-thres", type=float, default=0.001, help="lowest score kept before NMS")
-    p.add_argument("--iou-thres", type=float, default=0.65, help="NMS IoU threshold")
+    p.add_argument("--img", "--img-size", dest="img", type=at_least(IMG_MIN), default=640,
+                   help="image size in pixels")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=at_least(1), default=32, help="images per batch")
+    p.add_argument("--conf-thres", type=fraction, default=0.001, help="lowest score kept before NMS")
+    p.add_argument("--iou-thres", type=fraction, default=0.65, help="NMS IoU threshold")
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA (Table 10)")
     p.add_argument("--coco-json", help="score against this COCO annotation file (ids = file stems, 91-id map)")
     p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, the PR curve and confusion matrix "
                    "(taken: the next free OUT2, OUT3, ...)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it exists")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--workers", type=at_least(0), default=2, help="data-loading processes")
     p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True, help="log to MLflow")
     p.add_argument("--experiment", default="yolov7lib-val", help="MLflow experiment name")
     args = p.parse_args(argv)
@@ -105,9 +106,10 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
     p.add_argument("--source", required=True, nargs="+", help="images, videos (mp4/avi/mov/mkv), folders of "
                    "them, list files or glob patterns such as 'clips/*.mp4'")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=640, help="inference size in pixels")
-    p.add_argument("--conf-thres", type=float, default=0.25, help="lowest score kept")
-    p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--img", "--img-size", dest="img", type=at_least(IMG_MIN), default=640,
+                   help="inference size in pixels")
+    p.add_argument("--conf-thres", type=fraction, default=0.25, help="lowest score kept")
+    p.add_argument("--iou-thres", type=fraction, default=0.45, help="NMS IoU threshold")
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA")
     p.add_argument("--out", default="runs/detect/exp", help="folder for the annotated images and videos and "

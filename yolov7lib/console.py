@@ -51,6 +51,36 @@ def duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer no smaller than ``low``; argparse reports anything else in one
+    line, ``argument --batch: must be at least 1, got 0``."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return integer
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1], such as a score or IoU threshold."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value:g}")
+    return value
+
+
+IMG_MIN = 32  # the smallest image side: one cell of a P5 model's coarsest level
+
+
 def stride_multiple(img_size: int, stride: int, what: str = "running") -> int:
     """``img_size`` rounded up to a multiple of a model's largest ``stride``, with a warning when it
     changes, as the official ``check_img_size`` does."""
@@ -66,13 +96,31 @@ class UserError(Exception):
     and how to fix it."""
 
 
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             line: str | None = None) -> str:
+    """A warning of this package as a user reads it, ``warning: <message>``; others as Python shows them."""
+    if os.path.abspath(filename).startswith(PACKAGE + os.sep):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
     """Run a command line's ``main``: its exit status (0 unless it returns another int), or 2 with one
-    ``error:`` line for a :class:`UserError` or a missing file, or 130 with one line for Ctrl-C;
-    ``--verbose`` anywhere in ``argv``, or ``YOLOV7_TRACEBACK=1``, re-raises instead."""
+    ``error:`` line for a :class:`UserError` or a missing file, or 130 with one line for Ctrl-C; the
+    package's warnings as one line each (:func:`one_line`). ``--verbose`` anywhere in ``argv``, or
+    ``YOLOV7_TRACEBACK=1``, re-raises instead, and shows warnings with their source lines."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or os.environ.get("YOLOV7_TRACEBACK", "") not in ("", "0")
     args = [a for a in args if a != "--verbose"]
+    formatwarning = warnings.formatwarning
+    if not verbose:
+        warnings.formatwarning = one_line
     try:
         result = main(args)
     except (UserError, FileNotFoundError) as err:
@@ -85,4 +133,6 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
             raise
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
     return result if isinstance(result, int) else 0

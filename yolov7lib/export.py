@@ -20,7 +20,7 @@ import torchvision  # imported before export: the exporter's registry then knows
 from torch import nn
 
 from .boxes import xywh_to_xyxy
-from .console import HelpFormatter
+from .console import IMG_MIN, HelpFormatter, at_least, fraction, stride_multiple
 from .reparam import reparameterize
 
 
@@ -97,17 +97,23 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="yolov7 export", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--weights", required=True, help="one of our checkpoints or an official .pt")
-    parser.add_argument("--img", type=int, nargs="+", default=[640], help="input size, or height width")
+    parser.add_argument("--img", type=at_least(IMG_MIN), nargs="+", default=[640],
+                        help="input size, or height width (rounded up to the model's stride)")
     parser.add_argument("--out", type=Path, help="the .onnx file; None: the weights' path with .onnx")
     parser.add_argument("--nms", action="store_true", help="end the graph with NMS (best class per box)")
-    parser.add_argument("--conf-thres", type=float, default=0.25, help="with --nms: lowest score kept")
-    parser.add_argument("--iou-thres", type=float, default=0.45, help="with --nms: NMS IoU threshold")
+    parser.add_argument("--conf-thres", type=fraction, default=0.25, help="with --nms: lowest score kept")
+    parser.add_argument("--iou-thres", type=fraction, default=0.45, help="with --nms: NMS IoU threshold")
     parser.add_argument("--half", action="store_true", help="FP16 weights (export on CUDA)")
     args = parser.parse_args(argv)
+    if len(args.img) > 2:
+        parser.error("argument --img: one size, or height and width")
+    if args.half and not torch.cuda.is_available():
+        parser.error("argument --half: FP16 export needs CUDA")
     model = load_any(args.weights)
     if args.half:
         model = model.cuda().half()
-    size = args.img[0] if len(args.img) == 1 else tuple(args.img[:2])
+    stride = int(max(model.head.strides))
+    size = tuple(stride_multiple(s, stride, "exporting") for s in (args.img * 2)[:2])
     out = export_onnx(model, args.out or Path(args.weights).with_suffix(".onnx"), size, args.nms, args.conf_thres,
                       args.iou_thres)
     print(f"wrote {out}")

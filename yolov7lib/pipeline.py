@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .console import HelpFormatter, UserError, duration, run
+from .console import HelpFormatter, UserError, at_least, duration, run
 from .runtime import available_cores
 from .train import TrainConfig
 
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.choices["train"]
     train.add_argument("--arm", help="one row label (default: every arm)")
     train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
-    train.add_argument("--jobs", type=_count, default=None,
+    train.add_argument("--jobs", type=at_least(0), default=None,
                        help="processes side by side, each run on cores/JOBS threads (a run's numbers depend "
                        "on its thread count: retrain one under the --jobs it had); default: the profile's "
                        "`jobs`; 0: one per core")
@@ -520,13 +520,6 @@ def main(argv: list[str] | None = None) -> int:
         rows = TableRun(args.table, prof, tracking=False, jobs=args.jobs).run(arms)
         print(f"{len(rows)} run(s) of table {args.table} finished in {duration(time.perf_counter() - started)}")
     return 0
-
-
-def _count(text: str) -> int:
-    """An argparse type: a whole number of 0 or more."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
-    return int(text)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from torch import nn
 
 from .autoanchor import check_anchors
 from .checkpoint import CheckpointError, load_checkpoint, load_official_checkpoint, save_checkpoint
-from .console import HelpFormatter, UserError, run, stride_multiple
+from .console import IMG_MIN, HelpFormatter, UserError, run, stride_multiple
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
@@ -102,16 +102,16 @@ class TrainConfig:
         return Path(self.project) / self.name
 
     def check(self) -> None:
-        """Raise :class:`~yolov7lib.console.UserError` for a setting that cannot be right, before any
-        data is read."""
+        """Raise :class:`~yolov7lib.console.UserError` for a setting that cannot be right or a file
+        that is not there, before any data is read or the run folder is made."""
         if self.model not in VARIANTS:
             raise UserError(f"--model {self.model!r} is not a model; choose from {', '.join(VARIANTS)}")
         for flag, value in (("--batch", self.batch_size), ("--epochs", self.epochs),
                             ("--val-interval", self.val_interval), ("--nominal-batch", self.nominal_batch)):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
-        if self.img_size < 32:
-            raise UserError(f"--img must be at least 32 pixels, got {self.img_size}")
+        if self.img_size < IMG_MIN:
+            raise UserError(f"--img must be at least {IMG_MIN} pixels, got {self.img_size}")
         if min(self.workers, self.limit_batches, self.warmup_min_iters) < 0:
             raise UserError("--workers, --limit-batches and --warmup-min-iters cannot be negative")
         if self.width <= 0 or self.depth <= 0:
@@ -137,6 +137,10 @@ class TrainConfig:
             raise UserError(f"hyp loss_ota {hyp.loss_ota:g}: 1 for the OTA losses, 0 for the loss without SimOTA")
         if self.device not in ("", "cpu") and not torch.cuda.is_available():
             raise UserError(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
+        if self.weights and not Path(self.weights).is_file():
+            raise UserError(f"--weights {self.weights!r}: no such checkpoint")
+        if not Path(self.data).exists():
+            raise UserError(f"--data {self.data!r}: no such data YAML or dataset folder")
 
 
 AMP = ("auto", "fp16", "bf16", "off")
@@ -193,9 +197,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> None:
         cfg.check()
         self.cfg, self.hooks, self.save_dir = cfg, list(hooks), cfg.save_dir
-        self.device = self._start_processes()
-        self.data = DataConfig.load(cfg.data)
+        self.data = DataConfig.load(cfg.data)  # a mistaken path fails before the run folder is made
         self.hyp = load_hyp(cfg.hyp, cfg.overrides)
+        self.device = self._start_processes()
         self.model = self._build_model()
         self.criterion = YOLOv7Loss(self.model, self.hyp.loss().scaled(self.data.nc, cfg.img_size, self.model.head.nl),
                                     cfg.aux_strategy or None, cfg.aux_decoder, ota=bool(self.hyp.loss_ota))

@@ -171,12 +171,14 @@ def test_a_misnamed_labels_folder_is_named_in_one_warning(corpus):
 @pytest.mark.parametrize("yaml, error", [("train: a\nval: a\n", "give the classes as nc"),
                                          ("train: a\nval: a\nnc: 0\n", "nc must be at least 1"),
                                          ("train: a\nnc: 2\n", "lacks val"),
-                                         ("- just\n- a list\n", "is not a data YAML")])
+                                         ("- just\n- a list\n", "is not a data YAML"),
+                                         (None, "no data YAML at")])
 def test_a_data_yaml_that_cannot_be_right_is_an_error(tmp_path, yaml, error):
     from yolov7lib.console import UserError
     from yolov7lib.data.formats import DataConfig
 
-    (tmp_path / "data.yaml").write_text(yaml)
+    if yaml is not None:
+        (tmp_path / "data.yaml").write_text(yaml)
     with pytest.raises(UserError, match=error):
         DataConfig.load(tmp_path / "data.yaml")
 

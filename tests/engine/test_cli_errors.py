@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from yolov7lib.bench import input_shape
 from yolov7lib.cli import main as cli
 from yolov7lib.console import UserError
 from yolov7lib.train import add_arguments, config_from_args
@@ -29,6 +30,9 @@ PROBES = {  # arguments -> what the one line must say
     "val --weights EMPTY --data x.yaml": "is an empty file, not a checkpoint",
     "val --weights TEXT --data x.yaml": "is not a PyTorch checkpoint",
     "detect --weights MISSING --source .": "no checkpoint at",
+    "train --data MISSING": "no such data YAML or dataset folder",
+    "train --weights MISSING": "no such checkpoint",
+    "train --data BAD": "data YAML lacks val",  # read before the run folder is made
 }
 
 
@@ -38,14 +42,41 @@ def test_one_clear_line_for_a_mistake(probe, tmp_path, capsys, monkeypatch):
         monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     (tmp_path / "empty.pt").touch()
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
-    files = {"EMPTY": tmp_path / "empty.pt", "TEXT": tmp_path / "text.pt", "MISSING": tmp_path / "none.pt"}
+    (tmp_path / "bad.yaml").write_text("train: images/train\nnc: 1\n")
+    files = {"EMPTY": tmp_path / "empty.pt", "TEXT": tmp_path / "text.pt", "MISSING": tmp_path / "none.pt",
+             "BAD": tmp_path / "bad.yaml"}
     argv = [str(files.get(a, a)) for a in probe.split()]
     monkeypatch.chdir(tmp_path)  # no data/synthetic here: a check that came after reading data would fail
     assert cli(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and PROBES[probe] in err[0], err
+    assert not (tmp_path / "runs").exists()  # no empty run folder left behind, no run name used up
     with pytest.raises((UserError, FileNotFoundError)):  # --verbose: the traceback instead
         cli([*argv, "--verbose"])
+
+
+BAD_FLAGS = {  # arguments -> argparse's one line (after the usage)
+    "val --weights w.pt --data d.yaml --batch 0": "argument --batch/--batch-size: must be at least 1, got 0",
+    "val --weights w.pt --data d.yaml --workers -1": "argument --workers: must be at least 0, got -1",
+    "val --weights w.pt --data d.yaml --conf-thres 2": "argument --conf-thres: must lie in [0, 1], got 2",
+    "detect --weights w.pt --source . --img 8": "argument --img/--img-size: must be at least 32, got 8",
+    "detect --weights w.pt --source . --iou-thres x": "argument --iou-thres: 'x' is not a number",
+    "bench --batch 1 0": "argument --batch: must be at least 1, got 0",
+    "bench --repeats 0": "argument --repeats: must be at least 1, got 0",
+    "bench --img 1.5": "argument --img: '1.5' is not an integer",
+    "export --weights w.pt --img 64 64 64": "argument --img: one size, or height and width",
+    "export --weights w.pt --half": "argument --half: FP16 export needs CUDA",
+}
+
+
+@pytest.mark.parametrize("probe", BAD_FLAGS)
+def test_a_flag_out_of_range_is_one_line_before_any_work(probe, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit:
+        cli(probe.split())
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("error: " + BAD_FLAGS[probe]) and not any("Traceback" in line for line in err), err
 
 
 def _config(argv: list[str]):
@@ -65,7 +96,7 @@ def test_a_taken_run_name_gets_the_next_free_one(tmp_path):
 
 
 def test_img_rounded_up_to_the_largest_stride(trained, tiny_data, tmp_path):
-    """As the official check_img_size: train, val and detect round --img up, with a warning."""
+    """As the official check_img_size: train, val, detect, export and bench round --img up, with a warning."""
     with pytest.warns(UserWarning, match="not a multiple of the model's largest stride 64: training at 128"):
         assert _config(["--model", "yolov7-e6", "--img", "100", "--exist-ok"])[0].img_size == 128
     weights = str(trained[0].save_dir / "weights" / "last.pt")
@@ -75,6 +106,10 @@ def test_img_rounded_up_to_the_largest_stride(trained, tiny_data, tmp_path):
              "--workers", "0", "--out", str(tmp_path / "val")])
     with pytest.warns(UserWarning, match="stride 32: detecting at 64"):
         cli(["detect", "--weights", weights, "--source", str(images), "--img", "40", "--out", str(tmp_path / "d")])
+    with pytest.warns(UserWarning, match="stride 32: exporting at 64"):
+        cli(["export", "--weights", weights, "--img", "40", "--out", str(tmp_path / "m.onnx")])
+    with pytest.warns(UserWarning, match="stride 64: timing at 128"):
+        assert input_shape("yolov7-e6", "fixed", 100) == (128, 128)
 
 
 def test_resume_writes_beside_its_checkpoint(trained, tmp_path, monkeypatch):
@@ -131,7 +166,7 @@ def test_val_refuses_a_model_of_other_classes(trained, tmp_path, capsys):
 @pytest.mark.parametrize(("argv", "says"), [
     (["train", "6", "--profile", "nope"], "error: profile 'nope' is not in params.yaml; choose from smoke"),
     (["jobs", "6"], "error: no params.yaml in "),  # not at the repository's root
-    (["train", "6", "--jobs", "-1"], "--jobs: '-1' is not a whole number of 0 or more"),
+    (["train", "6", "--jobs", "-1"], "argument --jobs: must be at least 0, got -1"),
 ])
 def test_the_pipeline_says_a_mistake_in_one_line(argv, says, tmp_path, capsys, monkeypatch):
     from yolov7lib import pipeline

@@ -70,6 +70,8 @@ class DataConfig:
             if not (path / "data.yaml").is_file():
                 raise DataConfigError(f"{path} is a folder without a data.yaml; give the data YAML")
             path = path / "data.yaml"
+        if not path.is_file():
+            raise DataConfigError(f"no data YAML at {path}")
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
         if not isinstance(raw, dict):

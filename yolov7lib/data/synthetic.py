@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..console import HelpFormatter, run
+from ..console import IMG_MIN, HelpFormatter, at_least, run
 
 CLASSES = ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "arrow")
 MAX_OBJECTS = 20
@@ -266,16 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.data.synthetic", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="dataset folder")
-    parser.add_argument("--train", type=int, default=512, help="training images")
-    parser.add_argument("--val", type=int, default=128, help="validation images")
-    parser.add_argument("--size", type=int, default=320, help="image side in pixels")
+    parser.add_argument("--train", type=at_least(1), default=512, help="training images")
+    parser.add_argument("--val", type=at_least(1), default=128, help="validation images")
+    parser.add_argument("--size", type=at_least(IMG_MIN), default=320, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="the dataset's seed (same seed, same bytes)")
-    parser.add_argument("--classes", type=int, default=len(CLASSES),
+    parser.add_argument("--classes", type=at_least(1), default=len(CLASSES),
                         help="the first N classes of " + ", ".join(CLASSES))
-    parser.add_argument("--max-objects", type=int, default=MAX_OBJECTS, help="objects drawn per image, at most")
+    parser.add_argument("--max-objects", type=at_least(1), default=MAX_OBJECTS, help="objects drawn per image, at most")
     parser.add_argument("--min-side", type=float, default=MIN_SIDE, help="shortest long side of an object, pixels")
-    parser.add_argument("--workers", type=int, default=None, help="processes; None: up to 2")
+    parser.add_argument("--workers", type=at_least(1), default=None, help="processes; None: up to 2")
     args = parser.parse_args(argv)
+    if args.classes > len(CLASSES):
+        parser.error(f"argument --classes: at most {len(CLASSES)}, the shapes drawn")
     t = time.perf_counter()
     generate(args.out, args.train, args.val, args.size, args.seed, args.workers,
              Scene(args.classes, args.max_objects, args.min_side))
