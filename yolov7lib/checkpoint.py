@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from .console import UserError
 from .models import FORMS, VARIANTS, Form, ModelConfig, build_model
 from .models.graph import YOLOv7
 from .reparam import fuse, to_deploy
+
+Entry = Literal["ema", "model"]  # the two weight entries of an official .pt file
 
 FORMAT = "yolov7lib"
 VERSION = 1
@@ -226,7 +229,7 @@ def identify(state_dict: Mapping[str, torch.Tensor], act: str | None = None) -> 
     return matches[0]
 
 
-def read_official_checkpoint(path: str | os.PathLike, first: str = "ema") -> tuple[dict[str, torch.Tensor], dict]:
+def read_official_checkpoint(path: str | os.PathLike, first: Entry = "ema") -> tuple[dict[str, torch.Tensor], dict]:
     """The official state_dict and metadata of a ``.pt`` file: its ``first`` entry if present, else
     the other (``ema`` first for inference, as ``attempt_load``; ``model`` first to fine-tune from, as
     ``train.py``)."""
@@ -247,7 +250,7 @@ def read_official_checkpoint(path: str | os.PathLike, first: str = "ema") -> tup
     return model.state_dict(), meta
 
 
-def load_official_checkpoint(path: str | os.PathLike, form: Form | None = None, first: str = "ema") -> YOLOv7:
+def load_official_checkpoint(path: str | os.PathLike, form: Form | None = None, first: Entry = "ema") -> YOLOv7:
     """Import an official YOLOv7 ``.pt`` (training or deploy cfg) into our model, in fp32.
 
     ``form=None`` keeps the file's form; ``"deploy"`` converts a training checkpoint (implicit

@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--profile", default=argparse.SUPPRESS, help="a profile of params.yaml")
     train = commands.choices["train"]
     train.add_argument("--arm", help="one row label (default: every arm)")
-    train.add_argument("--seed", type=int, help="one seed (default: the profile's seeds)")
+    train.add_argument("--seed", type=at_least(0), help="one seed (default: the profile's seeds)")
     train.add_argument("--jobs", type=at_least(0), default=None,
                        help="processes side by side, each run on cores/JOBS threads (a run's numbers depend "
                        "on its thread count: retrain one under the --jobs it had); default: the profile's "

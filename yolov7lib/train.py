@@ -112,8 +112,8 @@ class TrainConfig:
                 raise UserError(f"{flag} must be at least 1, got {value}")
         if self.img_size < IMG_MIN:
             raise UserError(f"--img must be at least {IMG_MIN} pixels, got {self.img_size}")
-        if min(self.workers, self.limit_batches, self.warmup_min_iters) < 0:
-            raise UserError("--workers, --limit-batches and --warmup-min-iters cannot be negative")
+        if min(self.workers, self.limit_batches, self.warmup_min_iters, self.seed) < 0:
+            raise UserError("--workers, --limit-batches, --warmup-min-iters and --seed cannot be negative")
         if self.width <= 0 or self.depth <= 0:
             raise UserError(f"--width and --depth must be positive, got {self.width}, {self.depth}")
         for flag, value, choices in (("--amp", self.amp, AMP), ("--aux-strategy", self.aux_strategy, AUX_STRATEGIES),

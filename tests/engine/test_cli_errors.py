@@ -18,6 +18,7 @@ PROBES = {  # arguments -> what the one line must say
     "train --batch 0": "--batch must be at least 1",
     "train --epochs -1": "--epochs must be at least 1",
     "train --val-interval 0": "--val-interval must be at least 1",
+    "train --seed -1": "and --seed cannot be negative",
     "train --amp fp61": "--amp 'fp61' is not one of",
     "train --aux-strategy lead": "--aux-strategy 'lead' is not one of",
     "train --hyp nope": "neither a preset (p5, p6, tiny)",
@@ -167,6 +168,7 @@ def test_val_refuses_a_model_of_other_classes(trained, tmp_path, capsys):
     (["train", "6", "--profile", "nope"], "error: profile 'nope' is not in params.yaml; choose from smoke"),
     (["jobs", "6"], "error: no params.yaml in "),  # not at the repository's root
     (["train", "6", "--jobs", "-1"], "argument --jobs: must be at least 0, got -1"),
+    (["train", "6", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
 ])
 def test_the_pipeline_says_a_mistake_in_one_line(argv, says, tmp_path, capsys, monkeypatch):
     from yolov7lib import pipeline

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=at_least(1), default=512, help="training images")
     parser.add_argument("--val", type=at_least(1), default=128, help="validation images")
     parser.add_argument("--size", type=at_least(IMG_MIN), default=320, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="the dataset's seed (same seed, same bytes)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="the dataset's seed (same seed, same bytes)")
     parser.add_argument("--classes", type=at_least(1), default=len(CLASSES),
                         help="the first N classes of " + ", ".join(CLASSES))
     parser.add_argument("--max-objects", type=at_least(1), default=MAX_OBJECTS, help="objects drawn per image, at most")

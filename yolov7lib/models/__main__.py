@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yolov7lib.models", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--table", action="store_true", help="print the complexity table as CSV")
-    parser.add_argument("--models", nargs="*", choices=list(VARIANTS), help="only these models")
+    parser.add_argument("--models", nargs="*", choices=list(VARIANTS), metavar="MODEL",
+                        help="only these models; any of " + ", ".join(VARIANTS))
     parser.add_argument("--all", action="store_true", help="also the ablation variants (Tables 3, 4, 5, 8)")
     parser.add_argument("--out", type=Path, help="also write model_table.csv/.md into this folder")
     args = parser.parse_args(argv)
