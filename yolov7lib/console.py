@@ -97,6 +97,7 @@ class UserError(Exception):
 
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_python_format = warnings.formatwarning
 
 
 def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -105,9 +106,6 @@ def one_line(message: Warning | str, category: type[Warning], filename: str, lin
     if os.path.abspath(filename).startswith(PACKAGE + os.sep):
         return f"warning: {message}\n"
     return _python_format(message, category, filename, lineno, line)
-
-
-_python_format = warnings.formatwarning
 
 
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
