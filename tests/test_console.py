@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,14 @@ def test_run_shows_the_package_s_warnings_in_one_line():
     assert run(lambda argv: seen.append(warnings.formatwarning), []) == 0
     assert run(lambda argv: seen.append(warnings.formatwarning), ["--verbose"]) == 0
     assert seen == [one_line, python] and warnings.formatwarning is python
+
+
+def test_a_file_system_error_is_one_line(capsys):
+    """A path that is not a folder (or not writable, or missing): ``error: <what the system said>``."""
+    def main(argv):
+        Path("/dev/null/run").mkdir()
+
+    assert run(main, []) == 2
+    assert capsys.readouterr().err == "error: [Errno 20] Not a directory: '/dev/null/run'\n"
+    with pytest.raises(NotADirectoryError):
+        run(main, ["--verbose"])

@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> list[Timing]:
                         help="onnxruntime also times the exported ONNX model on the CPU")
     parser.add_argument("--img", type=at_least(IMG_MIN), default=None,
                         help="long side in pixels (rounded up to the model's stride); None: the model's own size")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cuda (FP16, the paper's protocol) or cpu (FP32)")
+    parser.add_argument("--device", default="",
+                        help="'' (CUDA if available), cuda (FP16, the paper's protocol), a GPU index or cpu (FP32)")
     parser.add_argument("--peer", action="store_true",
                         help="also time the official model with the same weights (make bench-install), and "
                              "measure the conv ceiling: how much of it each model reaches, the most speed-up it allows")
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> list[Timing]:
     parser.add_argument("--repeats", type=at_least(1), default=50, help="timed calls; the median is reported")
     parser.add_argument("--csv", type=Path, help="write every row here, the environment in a first comment line")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    device = runtime.select_device(args.device)
     env = runtime.environment(device)
     print("# " + ", ".join(f"{k}={v}" for k, v in env.items()))
     if device.type == "cpu":

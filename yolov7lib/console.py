@@ -110,7 +110,7 @@ def one_line(message: Warning | str, category: type[Warning], filename: str, lin
 
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
     """Run a command line's ``main``: its exit status (0 unless it returns another int), or 2 with one
-    ``error:`` line for a :class:`UserError` or a missing file, or 130 with one line for Ctrl-C; the
+    ``error:`` line for a :class:`UserError` or a file system error, or 130 with one line for Ctrl-C; the
     package's warnings as one line each (:func:`one_line`). ``--verbose`` anywhere in ``argv``, or
     ``YOLOV7_TRACEBACK=1``, re-raises instead, and shows warnings with their source lines."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -121,7 +121,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
         warnings.formatwarning = one_line
     try:
         result = main(args)
-    except (UserError, FileNotFoundError) as err:
+    except (UserError, OSError) as err:  # OSError: a path that is missing, not a folder, not writable, ...
         if verbose:
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .console import UserError
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -61,12 +63,20 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
 def select_device(name: str, local_rank: int = 0) -> torch.device:
     """``--device`` as the official scripts read it: '' (CUDA if present, else CPU), 'cpu', 'cuda',
-    a GPU index ('0') or any torch device string; under DDP '' and 'cuda' pick the local rank's GPU."""
+    a GPU index ('0') or any torch device string; under DDP '' and 'cuda' pick the local rank's GPU.
+    A device that is not a device, or CUDA where there is none, is a :class:`UserError`."""
     if name in ("", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", local_rank)
-    if name.isdigit():
-        return torch.device("cuda", int(name))
-    return torch.device(name or "cpu")
+    try:
+        device = torch.device("cuda", int(name)) if name.isdigit() else torch.device(name or "cpu")
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: '' (CUDA if available), cpu, cuda, cuda:N or a GPU "
+                        "index N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def rng_state() -> dict[str, Any]:

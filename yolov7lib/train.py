@@ -135,8 +135,7 @@ class TrainConfig:
                             "(every official hyp file sets both to 0)")
         if hyp.loss_ota not in (0, 1):
             raise UserError(f"hyp loss_ota {hyp.loss_ota:g}: 1 for the OTA losses, 0 for the loss without SimOTA")
-        if self.device not in ("", "cpu") and not torch.cuda.is_available():
-            raise UserError(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
+        select_device(self.device)  # a device that is not one, or CUDA where there is none
         if self.weights and not Path(self.weights).is_file():
             raise UserError(f"--weights {self.weights!r}: no such checkpoint")
         if not Path(self.data).exists():

@@ -31,6 +31,9 @@ PROBES = {  # arguments -> what the one line must say
     "val --weights EMPTY --data x.yaml": "is an empty file, not a checkpoint",
     "val --weights TEXT --data x.yaml": "is not a PyTorch checkpoint",
     "detect --weights MISSING --source .": "no checkpoint at",
+    "val --weights MISSING --data x.yaml --device tpu": "--device 'tpu' is not a device",
+    "detect --weights MISSING --source . --device cuda": "CUDA is not available",
+    "bench --device 3": "CUDA is not available",
     "train --data MISSING": "no such data YAML or dataset folder",
     "train --weights MISSING": "no such checkpoint",
     "train --data BAD": "data YAML lacks val",  # read before the run folder is made
@@ -39,7 +42,7 @@ PROBES = {  # arguments -> what the one line must say
 
 @pytest.mark.parametrize("probe", PROBES)
 def test_one_clear_line_for_a_mistake(probe, tmp_path, capsys, monkeypatch):
-    if "cuda" in probe:
+    if "--device" in probe:
         monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     (tmp_path / "empty.pt").touch()
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
@@ -52,7 +55,7 @@ def test_one_clear_line_for_a_mistake(probe, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and PROBES[probe] in err[0], err
     assert not (tmp_path / "runs").exists()  # no empty run folder left behind, no run name used up
-    with pytest.raises((UserError, FileNotFoundError)):  # --verbose: the traceback instead
+    with pytest.raises((UserError, OSError)):  # --verbose: the traceback instead
         cli([*argv, "--verbose"])
 
 
