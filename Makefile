@@ -64,9 +64,9 @@ gpu-wheels: $(VENV)/bin/python
 	$(PY) -m pip wheel -q --no-deps -w .whl wget==3.2
 
 # The GPU machine's software without its GPU: its Python 3.12, PyTorch 2.11 and NumPy 2.5 (as sessions
-# listed them there in 2026-11; the same PyPI builds, CUDA libraries included, about 4 GB) in .venv-gpu, the wheels of gpu-wheels
-# unpacked as there, and gpu-check's small CPU run under them, so that a version mismatch shows here
-# and not in a GPU machine's scarce minutes. GPU_STACK_PY: a Python 3.12.
+# listed them there in 2026-11; the same PyPI builds, CUDA libraries included: 5.3 GB) in .venv-gpu,
+# the wheels of gpu-wheels unpacked as there, and gpu-check's small CPU run under them, so that a
+# version mismatch shows here and not in a GPU machine's scarce minutes. GPU_STACK_PY: a Python 3.12.
 GPU_STACK_PY ?= python3.12
 GPU_STACK := torch==2.11.0 torchvision==0.26.0 numpy==2.5.2 onnx==1.23.1 onnxruntime==1.30.0 onnxscript==0.7.2 \
 	opencv-python-headless pillow pyyaml tqdm matplotlib pandas scipy pytest requests
