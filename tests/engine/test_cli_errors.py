@@ -89,8 +89,8 @@ def _config(argv: list[str]):
     return config_from_args(parser.parse_args(argv))
 
 
-def test_a_taken_run_name_gets_the_next_free_one(tmp_path):
-    flags = ["--project", str(tmp_path), "--name", "exp"]
+def test_a_taken_run_name_gets_the_next_free_one(tiny_data, tmp_path):
+    flags = ["--project", str(tmp_path), "--name", "exp", "--data", str(tiny_data)]
     assert _config(flags)[0].name == "exp"
     (tmp_path / "exp").mkdir()
     assert _config(flags)[0].name == "exp2"
@@ -102,7 +102,8 @@ def test_a_taken_run_name_gets_the_next_free_one(tmp_path):
 def test_img_rounded_up_to_the_largest_stride(trained, tiny_data, tmp_path):
     """As the official check_img_size: train, val, detect, export and bench round --img up, with a warning."""
     with pytest.warns(UserWarning, match="not a multiple of the model's largest stride 64: training at 128"):
-        assert _config(["--model", "yolov7-e6", "--img", "100", "--exist-ok"])[0].img_size == 128
+        cfg, _ = _config(["--model", "yolov7-e6", "--img", "100", "--exist-ok", "--data", str(tiny_data)])
+        assert cfg.img_size == 128
     weights = str(trained[0].save_dir / "weights" / "last.pt")
     images = tiny_data.parent / "images" / "val"
     with pytest.warns(UserWarning, match="stride 32: evaluating at 64"):
