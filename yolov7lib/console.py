@@ -110,9 +110,10 @@ def one_line(message: Warning | str, category: type[Warning], filename: str, lin
 
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
     """Run a command line's ``main``: its exit status (0 unless it returns another int), or 2 with one
-    ``error:`` line for a :class:`UserError` or a file system error, or 130 with one line for Ctrl-C; the
-    package's warnings as one line each (:func:`one_line`). ``--verbose`` anywhere in ``argv``, or
-    ``YOLOV7_TRACEBACK=1``, re-raises instead, and shows warnings with their source lines."""
+    ``error:`` line for a :class:`UserError` or a file system error, or 130 with one line for Ctrl-C
+    (with what was kept, where the interrupted work says so); the package's warnings as one line each
+    (:func:`one_line`). ``--verbose`` anywhere in ``argv``, or ``YOLOV7_TRACEBACK=1``, re-raises
+    instead, and shows warnings with their source lines."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or os.environ.get("YOLOV7_TRACEBACK", "") not in ("", "0")
     args = [a for a in args if a != "--verbose"]
@@ -126,10 +127,10 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if verbose:
             raise
-        print("interrupted", file=sys.stderr)
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatwarning

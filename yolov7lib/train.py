@@ -204,7 +204,7 @@ class Trainer:
                                     cfg.aux_strategy or None, cfg.aux_decoder, ota=bool(self.hyp.loss_ota))
         self._build_optimization()
         self.ema = ModelEMA(self.model)
-        self.start_epoch, self.best_fitness, self.epoch = 0, -1.0, 0
+        self.start_epoch, self.best_fitness, self.epoch, self.epochs_saved = 0, -1.0, 0, 0
         self.metrics: dict[str, float] = {}
         self._build_data()
         if self.rank == 0 and cfg.autoanchor:  # other ranks get its anchors from the DDP broadcast
@@ -360,6 +360,7 @@ class Trainer:
         """``last.pt`` (and ``best.pt``): the EMA weights as the model, plus the training state."""
         weights = self.save_dir / "weights"
         save_checkpoint(weights / "last.pt", self.ema.ema, **self.state(epoch))
+        self.epochs_saved = epoch + 1
         if best:
             save_checkpoint(weights / "best.pt", self.ema.ema, epoch=epoch, metrics=self.metrics,
                             train_config=asdict(self.cfg))
@@ -375,6 +376,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         self.start_epoch, self.best_fitness = ckpt["epoch"] + 1, ckpt["best_fitness"]
+        self.epochs_saved = self.start_epoch
         self.metrics = ckpt.get("metrics", {})
         self._trim_results(ckpt["epoch"])
         if ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
@@ -555,6 +557,12 @@ def train(cfg: TrainConfig, hooks: Sequence[Hook] = (), resume: str | os.PathLik
         trainer.resume(resume)
     try:
         return trainer.fit()
+    except KeyboardInterrupt:
+        if trainer.rank != 0 or not trainer.epochs_saved:
+            raise
+        last = trainer.save_dir / "weights" / "last.pt"  # Ctrl-C: say what is kept and how to go on
+        raise KeyboardInterrupt(f"{trainer.epochs_saved} of {cfg.epochs} epochs are saved in {last}; "
+                                f"continue with: yolov7 train --resume {last}") from None
     finally:
         if trainer.distributed and dist.is_initialized():
             dist.destroy_process_group()

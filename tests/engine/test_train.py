@@ -104,6 +104,32 @@ def test_resume_after_sigkill_is_bit_identical(tiny_data, tmp_path):
             assert torch.equal(a[key][name], b[key][name]), f"{key}/{name} differs"
 
 
+def test_ctrl_c_says_what_is_saved_and_how_to_go_on(tiny_data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the 2nd epoch: one line naming the saved epoch and the command that continues; the
+    same in the 1st epoch says nothing is saved (only "interrupted")."""
+    from yolov7lib.console import run
+    from yolov7lib.train import main
+
+    real = Trainer.train_epoch
+
+    def train_epoch(self, epoch):
+        if epoch == self.stop_at:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    argv = [*FLAGS, "--data", str(tiny_data), "--project", str(tmp_path), "--epochs", "3", "--limit-batches", "1"]
+    for stop_at, says in ((1, "interrupted: 1 of 3 epochs are saved in"), (0, "interrupted")):
+        monkeypatch.setattr(Trainer, "stop_at", stop_at, raising=False)
+        monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+        assert run(main, [*argv, "--name", f"stop{stop_at}"]) == 130
+        last = tmp_path / f"stop{stop_at}" / "weights" / "last.pt"
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"{says} {last}; continue with: yolov7 train --resume {last}" if stop_at else says)
+    monkeypatch.setattr(Trainer, "stop_at", None)
+    assert run(main, ["--resume", str(tmp_path / "stop1" / "weights" / "last.pt"), "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "stop1" / "weights" / "last.pt")["epoch"] == 2
+
+
 def test_resume_takes_the_runs_own_settings(trained):
     cfg, _ = trained
     import argparse
