@@ -93,6 +93,18 @@ def test_table_files(tmp_path):
     assert {"seeds", "AP", "AP_ci95", "AP50", "AP50_ci95", "AP_diff", "AP_diff_ci95", "AP_p",
             "verdict"} <= set(table.columns)
     assert json.loads((tmp_path / "metrics.json").read_text())["better"]["AP"] == pytest.approx(33.0)
+    assert table["AP_by_seed"].tolist() == ["30 31 29", "32 34 33"]  # each seed's AP and paired difference
+    assert table["AP_diff_by_seed"].tolist() == ["0 0 0", "2 3 4"]
+
+
+def test_the_figure_shows_each_seed_beside_the_interval():
+    summary = ablation.summarize(runs(better=[0.02, 0.03, 0.04]), PAPER, {})
+    ap, diff = (ax for ax in ablation.figure(summary, "T").axes if ax.get_ylabel())
+    seeds = {ax.get_ylabel(): next(line for line in ax.lines if line.get_label() == "ours, each seed").get_xydata()
+             for ax in (ap, diff)}
+    assert seeds["AP (%)"].ravel().tolist() == pytest.approx([-0.25, 30, -0.25, 31, -0.25, 29,
+                                                              0.75, 32, 0.75, 34, 0.75, 33])
+    assert seeds["AP Δ to the base"][3:, 1].tolist() == pytest.approx([2, 3, 4])
 
 
 def test_two_arms_under_one_seed_see_the_same_batches(tiny_data, tmp_path):

@@ -78,9 +78,10 @@ def verdict(diff: float, p: float, paper_diff: float) -> str:
 def summarize(rows: Sequence[Mapping[str, Any]], paper: Sequence[Mapping[str, str]], labels: Mapping[str, str],
               metrics: Sequence[str] = ("AP", "AP50", "AP75"), status: str = "reduced-scale") -> pd.DataFrame:
     """One row per arm, in the order the arms ran (the first is the base): ``seeds`` (runs with an
-    AP), per metric the mean (%), ``_ci95`` and the paper's value, then the paired AP difference to
-    the base with its interval, the number of pairs (seeds both have) and p-value, the paper's
-    difference, and the verdict. ``rows`` hold one run each
+    AP) and ``AP_by_seed`` (%, in seed order; NaN where a run has none), per metric the mean (%),
+    ``_ci95`` and the paper's value, then the paired AP difference to the base with its interval,
+    ``AP_diff_by_seed``, the number of pairs (seeds both have) and p-value, the paper's difference,
+    and the verdict. ``rows`` hold one run each
     (``label``, ``seed`` and metrics in [0, 1]; pycocotools' -1 for an empty area range counts as
     missing); ``labels`` maps arm labels to the paper's row names."""
     runs = pd.DataFrame(list(rows))
@@ -96,13 +97,14 @@ def summarize(rows: Sequence[Mapping[str, Any]], paper: Sequence[Mapping[str, st
     out = []
     for label in arms:
         row: dict[str, Any] = {"row": label, "paper_row": labels.get(label, label),
-                               "seeds": int(wide["AP"][label].notna().sum())}
+                               "seeds": int(wide["AP"][label].notna().sum()),
+                               "AP_by_seed": tuple(wide["AP"][label].tolist())}
         for m in metrics:
             row[m], row[f"{m}_ci95"] = mean_ci(wide[m][label].tolist())
             row[f"{m}_paper"] = paper_value[(label, m)]
         diffs = (wide["AP"][label] - wide["AP"][base]).tolist()
         row["AP_diff"], row["AP_diff_ci95"] = mean_ci(diffs) if label != base else (0.0, 0.0)
-        row["AP_pairs"] = sum(not math.isnan(d) for d in diffs)
+        row["AP_diff_by_seed"], row["AP_pairs"] = tuple(diffs), sum(not math.isnan(d) for d in diffs)
         row["AP_p"] = paired_p(diffs) if label != base else math.nan
         row["AP_paper_diff"] = paper_value[(label, "AP")] - paper_value[(base, "AP")]
         row["verdict"] = "base" if label == base else verdict(row["AP_diff"], row["AP_p"], row["AP_paper_diff"])
@@ -160,8 +162,9 @@ def markdown(summary: pd.DataFrame, title: str, setup: str = "", metrics: Sequen
 
 
 def figure(summary: pd.DataFrame, title: str):
-    """Two panels on shared scales: per arm, our AP (95 % interval) beside the paper's; and what the
-    verdicts test, our paired difference to the base (95 % interval) beside the paper's difference."""
+    """Two panels on shared scales: per arm, our AP (95 % interval, and each seed's) beside the paper's;
+    and what the verdicts test, our paired difference to the base (95 % interval, and each seed's)
+    beside the paper's difference."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(max(7.0, 2.0 * len(summary) + 2), 3.8), layout="constrained")
@@ -170,6 +173,8 @@ def figure(summary: pd.DataFrame, title: str):
     columns = (("AP", "AP_ci95", "AP_paper", "AP (%)"),
                ("AP_diff", "AP_diff_ci95", "AP_paper_diff", "AP Δ to the base"))
     for ax, (ours, ci, paper, label) in zip(panels, columns):
+        seeds = [(xi - 0.25, v) for xi, values in zip(x, summary[f"{ours}_by_seed"]) for v in values]
+        ax.plot(*zip(*seeds), "o", mfc="none", ms=4, color="C0", alpha=0.6, label="ours, each seed")
         ax.errorbar(x - 0.1, summary[ours], yerr=summary[ci].fillna(0.0), fmt="o", capsize=4, color="C0",
                     label="ours (95 % CI)")
         ax.plot(x + 0.1, summary[paper], "s", color="C1", label="paper")
@@ -182,7 +187,7 @@ def figure(summary: pd.DataFrame, title: str):
                                xytext=(0, 8), textcoords="offset points")
     fig.suptitle(title, fontsize=9)
     handles, names = panels[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8)
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=8)
     return fig
 
 
@@ -194,7 +199,9 @@ def write_table(summary: pd.DataFrame, stem: str | os.PathLike, title: str, setu
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".png"),
              stem.parent / "metrics.json"]
-    summary.to_csv(paths[0], index=False, float_format="%.4g")
+    by_seed = {c: summary[c].map(lambda values: " ".join(f"{v:.4g}" for v in values))
+               for c in ("AP_by_seed", "AP_diff_by_seed")}  # a cell: the seeds' values, space-separated
+    summary.assign(**by_seed).to_csv(paths[0], index=False, float_format="%.4g")
     paths[1].write_text(markdown(summary, title, setup, metrics, extra))
     figure(summary, title).savefig(paths[2], dpi=100)
     numbers = [*metrics, "AP_diff", "AP_diff_ci95", "AP_p"]
