@@ -49,10 +49,13 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA (Table 10)")
     p.add_argument("--coco-json", help="score against this COCO annotation file (ids = file stems, 91-id map)")
-    p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, the PR curve and confusion matrix "
-                   "(taken: the next free OUT2, OUT3, ...)")
+    p.add_argument("--out", default="runs/val/exp", help="folder for metrics.json, per_class.csv, the PR curve and "
+                   "confusion matrix (taken: the next free OUT2, OUT3, ...)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it exists")
     p.add_argument("--workers", type=at_least(0), default=2, help="data-loading processes")
+    p.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
+                   help="print the metrics of each class (default: below 50 classes, as officially; always "
+                        "in per_class.csv)")
     p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True, help="log to MLflow")
     p.add_argument("--experiment", default="yolov7lib-val", help="MLflow experiment name")
     args = p.parse_args(argv)
@@ -74,13 +77,15 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
     out = Path(args.out) if args.exist_ok else train_module.next_free(Path(args.out))
     result.save(out)
     print(" ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if args.per_class or (args.per_class is None and data.nc < 50):
+        print(result.class_table())
     if args.tracking:
         from .tracking import tracked
 
         with tracked(args.experiment, out.name) as run:
             run.log_params(vars(args))
             run.log_metrics(result.metrics)
-            for name in ("metrics.json", "pr_curve.png", "confusion_matrix.png"):
+            for name in ("metrics.json", "per_class.csv", "pr_curve.png", "confusion_matrix.png"):
                 run.log_artifact(out / name)
     return result.metrics
 

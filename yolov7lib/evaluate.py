@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
 import io
 import json
 import os
@@ -60,12 +61,32 @@ class EvalResult:
     precision: np.ndarray  # (101 recall points, classes) at IoU 0.5, -1 where a class has no labels
     confusion: np.ndarray  # (nc + 1, nc + 1): rows predicted, columns true; last = background
     times_ms: dict[str, float] = field(default_factory=dict)  # per image: inference, nms
+    classes: list[dict] = field(default_factory=list)  # a row per class: CLASS_COLUMNS
+    images: int = 0  # images evaluated
+
+    def class_table(self) -> str:
+        """The metrics of all classes, then of each, as the official val prints them: a line each,
+        ``-`` where a class has no labels."""
+        rows = [{"class": "all", "images": self.images, "labels": sum(c["labels"] for c in self.classes),
+                 **{k: self.metrics[k] for k in CLASS_COLUMNS[3:]}}, *self.classes]
+        width = max(12, *(len(r["class"]) + 2 for r in rows))
+        lines = [f"{'class':>{width}}" + "".join(f"{k:>10}" for k in CLASS_COLUMNS[1:])]
+        for r in rows:
+            numbers = "".join(f"{r[k]:>10.4f}" if r[k] >= 0 else f"{'-':>10}" for k in CLASS_COLUMNS[3:])
+            lines.append(f"{r['class']:>{width}}{r['images']:>10}{r['labels']:>10}{numbers}")
+        return "\n".join(lines)
 
     def save(self, out: str | os.PathLike) -> None:
-        """``metrics.json``, ``detections.json``, ``pr_curve.png``, ``confusion_matrix.png``."""
+        """``metrics.json``, ``per_class.csv``, ``detections.json``, ``pr_curve.png``,
+        ``confusion_matrix.png``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({**self.metrics, **self.times_ms}, indent=2))
+        with open(out / "per_class.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, CLASS_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+                             for row in self.classes)
         (out / "detections.json").write_text(json.dumps(self.detections))
         pr_figure(self).savefig(out / "pr_curve.png", dpi=120)
         confusion_figure(self).savefig(out / "confusion_matrix.png", dpi=120)
@@ -194,17 +215,48 @@ def evaluate(model: torch.nn.Module, dataset: DetectionDataset, names: Sequence[
                           image_ids)
     stats = evaluator.stats if detections else np.zeros(12)
     metrics = dict(zip(METRICS, [float(stats[i]) for i in (0, 1, 2, 3, 4, 5, 6, 7, 8)]))
-    nc = len(names)
-    if detections:
-        cat_index = {c: k for k, c in enumerate(evaluator.params.catIds)}
-        wanted = [cat_index.get(category_ids[c], -1) for c in range(nc)]
-        precision = np.stack([evaluator.eval["precision"][0, :, k, 0, 2] if k >= 0 else np.full(101, -1.0)
-                              for k in wanted], 1)
-    else:
-        precision = np.full((101, nc), -1.0)
+    precision, recall = class_curves(evaluator if detections else None, [category_ids[c] for c in range(len(names))])
     n = max(len(dataset), 1)
-    return EvalResult(metrics, detections, list(names), precision, confusion_matrix(per_image, truths, nc),
-                      {k: 1000 * v / n for k, v in timing.items()})
+    return EvalResult(metrics, detections, list(names), precision[0], confusion_matrix(per_image, truths, len(names)),
+                      {k: 1000 * v / n for k, v in timing.items()}, class_rows(names, truths, precision, recall),
+                      len(dataset))
+
+
+def class_curves(evaluator, categories: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' accumulated precision ``(10 IoUs, 101 recall points, classes)`` and recall ``(10
+    IoUs, classes)`` of each of ``categories`` (all areas, 100 detections per image); -1 where a
+    class has no labels, and everywhere without an evaluation (no detections)."""
+    if evaluator is None:
+        return np.full((10, 101, len(categories)), -1.0), np.full((10, len(categories)), -1.0)
+    index = {c: k for k, c in enumerate(evaluator.params.catIds)}
+    columns = [index.get(c, -1) for c in categories]
+    precision, recall = evaluator.eval["precision"][..., 0, 2], evaluator.eval["recall"][..., 0, 2]
+    missing = np.array([k < 0 for k in columns])
+    precision, recall = precision[..., columns], recall[..., columns]
+    precision[..., missing], recall[..., missing] = -1.0, -1.0
+    return precision, recall
+
+
+CLASS_COLUMNS = ("class", "images", "labels", "AP50", "AP", "AR100")
+
+
+def class_rows(names: Sequence[str], truths: Sequence[tuple[np.ndarray, np.ndarray]], precision: np.ndarray,
+               recall: np.ndarray) -> list[dict]:
+    """Per class: the images with its labels, its labels, and AP50, AP@[.5:.95] and AR100 averaged
+    from :func:`class_curves` as pycocotools averages over all classes; 0 for a class with labels but
+    no evaluation (no detections), -1 for a class without labels."""
+    counts = np.array([np.bincount(cls, minlength=len(names)) for cls, _ in truths]).reshape(-1, len(names))
+
+    def mean(x: np.ndarray) -> float:
+        return float(x[x > -1].mean()) if (x > -1).any() else 0.0
+
+    rows = []
+    for k, name in enumerate(names):
+        labels = int(counts[:, k].sum())
+        values = (mean(precision[0, :, k]), mean(precision[..., k]), mean(recall[:, k])) if labels else (-1.0,) * 3
+        rows.append({"class": name, "images": int((counts[:, k] > 0).sum()), "labels": labels,
+                     **dict(zip(CLASS_COLUMNS[3:], values))})
+    return rows
 
 
 def pr_figure(result: EvalResult):

@@ -151,7 +151,7 @@ class MLflowHook(Hook):
         result = getattr(trainer, "last_eval", None)
         if result is not None:
             result.save(out / "eval")
-            for name in ("pr_curve.png", "confusion_matrix.png", "metrics.json"):
+            for name in ("pr_curve.png", "confusion_matrix.png", "metrics.json", "per_class.csv"):
                 self.run.log_artifact(out / "eval" / name, "eval")
         self.run.log_artifact(out / "results.csv")
         self.run.log_artifact(out / "results.png")

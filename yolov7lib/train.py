@@ -43,7 +43,7 @@ from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
 from .ema import ModelEMA
-from .evaluate import METRICS, evaluate
+from .evaluate import METRICS, EvalResult, evaluate
 from .hooks import Hook
 from .hyp import HYPS, Hyp, load_hyp
 from .loss import YOLOv7Loss
@@ -206,6 +206,7 @@ class Trainer:
         self.ema = ModelEMA(self.model)
         self.start_epoch, self.best_fitness, self.epoch, self.epochs_saved = 0, -1.0, 0, 0
         self.metrics: dict[str, float] = {}
+        self.last_eval: EvalResult | None = None
         self._build_data()
         if self.rank == 0 and cfg.autoanchor:  # other ranks get its anchors from the DDP broadcast
             self._check_anchors()
@@ -486,6 +487,8 @@ class Trainer:
             if self.distributed:
                 dist.barrier()
         if self.rank == 0:
+            if cfg.progress and self.last_eval is not None and self.data.nc < 50:  # as the official final test
+                print(self.last_eval.class_table(), flush=True)
             try:
                 results_figure(self.save_dir / "results.csv").savefig(self.save_dir / "results.png", dpi=100)
             except Exception as err:  # a figure never costs the run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -85,8 +87,44 @@ def test_evaluate_end_to_end(tiny_data, tmp_path):
     assert result.confusion.shape == (data.nc + 1, data.nc + 1) and result.precision.shape == (101, data.nc)
     assert model.training  # mode restored
     result.save(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "detections.json", "pr_curve.png",
-                                                   "confusion_matrix.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "per_class.csv", "detections.json",
+                                                   "pr_curve.png", "confusion_matrix.png"}
+
+
+def test_per_class_metrics_average_to_those_of_all_classes(tiny_data, tmp_path):
+    """Each class's AP50, AP and AR100 from pycocotools' accumulated arrays: over the classes with
+    labels, their mean is the overall metric (pycocotools averages every class alike); a class without
+    labels says -1; the label counts are the dataset's."""
+    data = DataConfig.load(tiny_data)
+    images = load_split(data.val, data.nc, warn=False).images
+    ds = DetectionDataset(images, 64, rect=True, batch_size=4, pad=0.5)
+    gt = ground_truth(ds, data.names)
+    classes = {a["category_id"] - 1 for a in gt["annotations"]}
+    dropped = min(classes)  # a class left without labels: its labels removed from the dataset
+    kept = [replace(im, classes=im.classes[im.classes != dropped], boxes=im.boxes[im.classes != dropped],
+                    segments=[s for s, c in zip(im.segments, im.classes) if c != dropped])
+            for im in images]
+    ds = DetectionDataset(kept, 64, rect=True, batch_size=4, pad=0.5)
+    torch.manual_seed(0)
+    result = evaluate(build_model("yolov7-tiny", "training", nc=data.nc, width=0.25), ds, data.names, batch_size=4,
+                      progress=False, conf_thres=0.0)
+    rows = {r["class"]: r for r in result.classes}
+    assert [r["class"] for r in result.classes] == list(data.names) and result.images == len(kept)
+    assert rows[data.names[dropped]] == {"class": data.names[dropped], "images": 0, "labels": 0, "AP50": -1.0,
+                                         "AP": -1.0, "AR100": -1.0}
+    labelled = [r for r in result.classes if r["labels"]]
+    assert sum(r["labels"] for r in labelled) == sum(len(im.classes) for im in kept)
+    assert all(r["images"] == sum(bool((im.classes == k).any()) for im in kept)
+               for k, r in enumerate(result.classes))
+    for metric in ("AP50", "AP", "AR100"):
+        assert np.mean([r[metric] for r in labelled]) == pytest.approx(result.metrics[metric], abs=1e-12)
+    assert any(r["AR100"] > 0 for r in labelled)  # a model that finds something: the test is not all zeros
+    table = result.class_table().splitlines()
+    assert table[0].split() == ["class", "images", "labels", "AP50", "AP", "AR100"] and len(table) == data.nc + 2
+    assert table[1].split()[:3] == ["all", str(len(kept)), str(sum(r["labels"] for r in labelled))]
+    assert table[2 + dropped].split()[1:] == ["0", "0", "-", "-", "-"]
+    result.save(tmp_path)
+    assert (tmp_path / "per_class.csv").read_text().splitlines()[0] == "class,images,labels,AP50,AP,AR100"
 
 
 def test_a_coco_json_gives_each_image_its_id_by_file_name(tiny_data, tmp_path):

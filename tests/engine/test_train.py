@@ -163,7 +163,10 @@ def test_cli_val(trained, tiny_data, tmp_path, capsys):
     best = str(cfg.save_dir / "weights" / "best.pt")
     cli(["val", "--weights", best, "--data", str(tiny_data), "--img", "64", "--batch", "4", "--workers", "0",
          "--no-tracking", "--out", str(tmp_path / "val")])
-    assert "AP50" in capsys.readouterr().out and (tmp_path / "val" / "pr_curve.png").exists()
+    out = capsys.readouterr().out
+    assert "AP50" in out and (tmp_path / "val" / "pr_curve.png").exists()
+    assert "class    images    labels      AP50        AP     AR100" in out  # 8 classes: each one's line
+    assert len((tmp_path / "val" / "per_class.csv").read_text().splitlines()) == 1 + 8
     with pytest.raises(SystemExit):
         cli(["nonsense"])
 
