@@ -38,7 +38,7 @@ from torch import nn
 
 from .autoanchor import check_anchors
 from .checkpoint import CheckpointError, load_checkpoint, load_official_checkpoint, save_checkpoint
-from .console import IMG_MIN, HelpFormatter, UserError, run, stride_multiple
+from .console import IMG_MIN, HelpFormatter, UserError, duration, run, stride_multiple
 from .data.check import load_split
 from .data.dataset import DetectionDataset, validation_dataset
 from .data.formats import DataConfig
@@ -462,6 +462,7 @@ class Trainer:
             (self.save_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
             for hook in self.hooks:
                 hook.on_train_start(self)
+        started = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.epochs):
             self.epoch = epoch
             t0 = time.perf_counter()
@@ -495,6 +496,9 @@ class Trainer:
                 warnings.warn(f"no results.png: {type(err).__name__}: {err}", RuntimeWarning, stacklevel=2)
             for hook in self.hooks:
                 hook.on_train_end(self)
+            if cfg.progress:
+                print(f"{cfg.epochs - self.start_epoch} epoch(s) in {duration(time.perf_counter() - started)}; "
+                      f"{self.save_dir}: weights/last.pt, weights/best.pt, results.csv, results.png", flush=True)
         return self.metrics
 
     def _trim_results(self, last_epoch: int) -> None:
@@ -572,7 +576,9 @@ def train(cfg: TrainConfig, hooks: Sequence[Hook] = (), resume: str | os.PathLik
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags familiar to users of the official train.py, one per :class:`TrainConfig` field."""
+    """Flags familiar to users of the official train.py, one per :class:`TrainConfig` field. A flag
+    not given parses to None (its default is the field's, named in the help), so that ``--resume``
+    can tell the flags given from the defaults."""
     aliases = {"model": ["--model", "--cfg"], "img_size": ["--img", "--img-size"], "batch_size": ["--batch",
                "--batch-size"]}
     for f in fields(TrainConfig):
@@ -580,11 +586,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flags = aliases.get(f.name, [f"--{f.name.replace('_', '-')}"])
         default = f.default
+        text = HELP[f.name] + ("" if default == "" else f" (default: {default})")
         if isinstance(default, bool):
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=HELP[f.name])
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(*flags, dest=f.name, type=type(default), default=default, help=HELP[f.name])
+            parser.add_argument(*flags, dest=f.name, type=type(default), help=text)
     parser.add_argument("--resume", nargs="?", const="last", default=None,
                         help="continue a run exactly: its last.pt, or (no value) PROJECT/NAME/weights/last.pt")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -634,9 +640,10 @@ def _overrides(items: Sequence[str]) -> dict[str, float]:
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """The run a ``yolov7 train`` command line asks for, checked: a new run gets the next free name
     unless ``--exist-ok``; ``--resume PATH`` continues in PATH's run folder with the run's own settings,
-    except where this command line changes them."""
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "overrides"}
-    cfg = TrainConfig(**values, overrides=_overrides(args.set))
+    except those this command line gives (``--set`` values added to the run's)."""
+    given: dict[str, Any] = {f.name: value for f in fields(TrainConfig)
+                             if f.name != "overrides" and (value := getattr(args, f.name, None)) is not None}
+    cfg = TrainConfig(**given, overrides=_overrides(args.set))
     resume = args.resume
     if resume == "last":
         resume = str(cfg.save_dir / "weights" / "last.pt")
@@ -646,12 +653,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
             raise UserError(f"--resume {resume}: this checkpoint holds weights only (a best.pt?); resume from "
                             "the run's weights/last.pt, or start a new run with --weights")
         saved = ckpt.get("train_config") or {}
-        given = {k: v for k, v in asdict(cfg).items() if v != getattr(TrainConfig(), k)}
         run = Path(resume).resolve().parent.parent  # PROJECT/NAME/weights/last.pt: the run's own folder
         data = saved.get("data", cfg.data)
         if "data_path" in ckpt and not Path(data).exists() and Path(ckpt["data_path"]).exists():  # other cwd
             data = ckpt["data_path"]
-        cfg = TrainConfig(**{**saved, "data": data, **given, "project": str(run.parent), "name": run.name})
+        overrides = {**saved.get("overrides", {}), **cfg.overrides}
+        cfg = TrainConfig(**{**saved, "data": data, **given, "overrides": overrides, "project": str(run.parent),
+                             "name": run.name})
     cfg.check()
     cfg = replace(cfg, img_size=stride_multiple(cfg.img_size, 64 if VARIANTS[cfg.model].p6 else 32, "training"))
     if not resume and not args.exist_ok:

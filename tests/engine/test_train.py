@@ -126,8 +126,12 @@ def test_ctrl_c_says_what_is_saved_and_how_to_go_on(tiny_data, tmp_path, monkeyp
         assert capsys.readouterr().err.strip().splitlines()[-1] == (
             f"{says} {last}; continue with: yolov7 train --resume {last}" if stop_at else says)
     monkeypatch.setattr(Trainer, "stop_at", None)
-    assert run(main, ["--resume", str(tmp_path / "stop1" / "weights" / "last.pt"), "--no-progress"]) == 0
+    assert run(main, ["--resume", str(tmp_path / "stop1" / "weights" / "last.pt"), "--progress"]) == 0
     assert load_checkpoint(tmp_path / "stop1" / "weights" / "last.pt")["epoch"] == 2
+    out = capsys.readouterr().out.splitlines()  # with --progress: each class's metrics, then what was written
+    assert out[-11].split() == ["class", "images", "labels", "AP50", "AP", "AR100"] and out[-10].split()[0] == "all"
+    assert out[-1].startswith("2 epoch(s) in ") and out[-1].endswith(
+        f"; {tmp_path / 'stop1'}: weights/last.pt, weights/best.pt, results.csv, results.png")
 
 
 def test_resume_takes_the_runs_own_settings(trained):
@@ -141,6 +145,11 @@ def test_resume_takes_the_runs_own_settings(trained):
     args = parser.parse_args(["--project", cfg.project, "--name", cfg.name, "--resume", "--epochs", "3"])
     resumed, path = config_from_args(args)
     assert path.endswith("last.pt") and resumed.img_size == 64 and resumed.epochs == 3
+    assert not resumed.progress and resumed.overrides == {}  # the run's own, not the flags' defaults
+    # a flag given with its default value still counts (300 is the default of --epochs); --set adds
+    args = parser.parse_args(["--resume", path, "--epochs", "300", "--progress", "--set", "lr0=0.02"])
+    resumed, _ = config_from_args(args)
+    assert (resumed.epochs, resumed.progress, resumed.img_size, resumed.overrides) == (300, True, 64, {"lr0": 0.02})
 
 
 def test_non_finite_loss_skips_then_stops(tiny_data, tmp_path):
