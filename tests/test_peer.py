@@ -87,7 +87,8 @@ def test_a_new_model_has_the_official_models_batchnorm_statistics(name):
 @pytest.mark.parametrize("multi_label", [True, False])
 def test_nms_equals_the_official(dtype, multi_label):
     """On the same decoded outputs, FP32 or FP16 (scores and corners computed in that dtype, as
-    officially), our NMS keeps the official rows, in the official order."""
+    officially), our NMS keeps the official rows, in the official order; also with only some classes
+    kept and class-agnostic (``detect.py --classes``, ``--agnostic-nms``)."""
     np.int = int  # removed from NumPy, still used by the official code
     from yolov7_package.utils.general import non_max_suppression as official_nms
 
@@ -99,9 +100,12 @@ def test_nms_equals_the_official(dtype, multi_label):
                       torch.rand(2, n, 4, generator=gen)), 2)
     pred[:, n // 2:, :4] = pred[:, :n // 2, :4] + torch.randn(2, n // 2, 4, generator=gen)  # near duplicates
     pred = pred.to(dtype)
-    for conf, iou in ((0.001, 0.65), (0.25, 0.45)):
-        theirs = official_nms(pred.clone(), conf, iou, multi_label=multi_label)
-        ours = non_max_suppression(pred.clone(), conf, iou, multi_label=multi_label)
+    for conf, iou, classes, agnostic in ((0.001, 0.65, None, False), (0.25, 0.45, None, False),
+                                         (0.25, 0.45, [1, 2], False), (0.25, 0.45, None, True)):
+        theirs = official_nms(pred.clone(), conf, iou, classes=classes, agnostic=agnostic, multi_label=multi_label)
+        ours = non_max_suppression(pred.clone(), conf, iou, multi_label=multi_label, classes=classes,
+                                   agnostic=agnostic)
         for a, b in zip(ours, theirs):
             assert len(b) > 0 and a.dtype == b.dtype == torch.float32
             assert torch.equal(a, b)
+            assert classes is None or set(a[:, 5].tolist()) == set(classes)

@@ -30,6 +30,17 @@ def xywhn_to_xyxy(boxes: np.ndarray, w: float, h: float, padw: float = 0, padh: 
     return out
 
 
+def xyxy_to_xywhn(boxes: np.ndarray, w: float, h: float) -> np.ndarray:
+    """``(n, 4)`` pixel corners in a ``w`` × ``h`` image as normalised centre-size boxes (the YOLO
+    label format)."""
+    out = np.empty_like(boxes)
+    out[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2 / w
+    out[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2 / h
+    out[:, 2] = (boxes[:, 2] - boxes[:, 0]) / w
+    out[:, 3] = (boxes[:, 3] - boxes[:, 1]) / h
+    return out
+
+
 def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of xyxy boxes ``a[..., 4]`` and ``b[..., 4]`` (broadcast), no epsilon."""
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])

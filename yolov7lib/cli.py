@@ -92,9 +92,11 @@ def val(argv: list[str] | None = None) -> dict[str, float]:
 
 def detect(argv: list[str] | None = None) -> list[dict]:
     """Detect objects in images and videos: annotated copies under --out at the sources' relative paths,
-    ``detections.json`` (images) and ``detections.jsonl`` (one line per video frame).
+    ``detections.json`` (images) and ``detections.jsonl`` (one line per video frame); with --save-txt,
+    YOLO labels under OUT/labels/ (pseudo-labels for a dataset).
 
     yolov7 detect --weights best.pt --source photos/ clips/*.mp4 --out runs/detect/exp
+    yolov7 detect --weights best.pt --source photos/ --classes 0 2 --save-txt --save-conf --nosave
     """
     import os
 
@@ -117,12 +119,24 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--iou-thres", type=fraction, default=0.45, help="NMS IoU threshold")
     p.add_argument("--device", default="", help="'' (CUDA if available), 'cpu', 'cuda' or a GPU index")
     p.add_argument("--fp32", action="store_true", help="no fp16 on CUDA")
+    p.add_argument("--classes", nargs="+", type=at_least(0), metavar="CLASS",
+                   help="keep only the detections of these class indices (the official --classes)")
+    p.add_argument("--agnostic-nms", action="store_true", help="one NMS over all classes, not one per class")
+    p.add_argument("--save-txt", action="store_true", help="the detections as YOLO labels (class cx cy w h, "
+                   "normalised) under OUT/labels/: an image's at its relative path, a video frame's as "
+                   "STEM_FRAME.txt; none where nothing was found (as officially)")
+    p.add_argument("--save-conf", action="store_true", help="with --save-txt: each label's score last")
+    p.add_argument("--nosave", action="store_true", help="no annotated images or videos (the detections only)")
     p.add_argument("--out", default="runs/detect/exp", help="folder for the annotated images and videos and "
                    "the detections (taken: the next free OUT2, OUT3, ...)")
     p.add_argument("--exist-ok", action="store_true", help="write into --out even if it exists")
     args = p.parse_args(argv)
+    if args.save_conf and not args.save_txt:
+        p.error("--save-conf needs --save-txt")
     device = select_device(args.device)
     model = fuse(load_any(args.weights)).to(device).eval()
+    if args.classes and max(args.classes) >= model.head.nc:
+        raise UserError(f"--classes {max(args.classes)}: {args.weights} predicts classes 0 to {model.head.nc - 1}")
     img = stride_multiple(args.img, int(max(model.head.strides)), "detecting")
     files = image_files(args.source, SOURCE_SUFFIXES)
     if not files:
@@ -151,18 +165,27 @@ def detect(argv: list[str] | None = None) -> list[dict]:
     try:
         with open(out / "detections.jsonl", "w") as lines, tqdm(total=total, desc="detect", unit="frame") as bar:
             for path, frame, bgr in read_source(files, unreadable):
-                det = predict(model, bgr, img, args.conf_thres, args.iou_thres, str(path), frame)
+                det = predict(model, bgr, img, args.conf_thres, args.iou_thres, str(path), frame,
+                              classes=args.classes, agnostic=args.agnostic_nms)
                 found += len(det)
-                target = out / path.resolve().relative_to(root)  # the source's own layout: nothing overwritten
-                target.parent.mkdir(parents=True, exist_ok=True)
+                relative = path.resolve().relative_to(root)  # the sources' own layout: nothing overwritten
+                if args.save_txt and len(det):
+                    stem = relative.stem if frame is None else f"{relative.stem}_{frame}"
+                    label = out / "labels" / relative.with_name(f"{stem}.txt")
+                    label.parent.mkdir(parents=True, exist_ok=True)
+                    label.write_text(det.yolo_labels(args.save_conf))
+                if not args.nosave:
+                    (out / relative).parent.mkdir(parents=True, exist_ok=True)
+                    if frame is None:
+                        cv2.imwrite(str(out / relative), annotate(bgr, det))
+                    else:
+                        if path not in writers:
+                            writers[path] = headers[path].writer(out / relative)
+                        writers[path].write(annotate(bgr, det))
                 if frame is None:
-                    cv2.imwrite(str(target), annotate(bgr, det))
                     records += [{"image": str(path), **r} for r in det.records()]
                     images += 1
                 else:
-                    if path not in writers:
-                        writers[path] = headers[path].writer(target)
-                    writers[path].write(annotate(bgr, det))
                     lines.write(json.dumps({"video": str(path), "frame": frame, "detections": det.records()}) + "\n")
                     frames += 1
                 bar.update()

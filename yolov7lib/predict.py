@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .boxes import xyxy_to_xywhn
 from .data.augment import letterbox
 from .data.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_files
 from .data.images import load_rgb, video_frames
@@ -37,9 +38,18 @@ class Detections:
     names: tuple[str, ...]  # the class name of each detection
     source: str = ""  # the file it came from
     frame: int | None = None  # its index in a video; None for an image
+    image_hw: tuple[int, int] = (0, 0)  # the image's height and width
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def yolo_labels(self, conf: bool = False) -> str:
+        """A line per detection in the YOLO label format, ``class cx cy w h`` normalised to the image
+        (with the score last if ``conf``), as the official ``detect.py --save-txt [--save-conf]``."""
+        h, w = self.image_hw
+        rows = zip(self.classes.tolist(), xyxy_to_xywhn(self.boxes.astype(np.float64), w, h).tolist(),
+                   self.scores.tolist())
+        return "".join(" ".join(f"{v:g}" for v in (c, *box, *([s] if conf else []))) + "\n" for c, box, s in rows)
 
     def records(self) -> list[dict]:
         """One JSON-ready record per detection: ``class``, ``name``, ``score``, ``box_xyxy``."""
@@ -55,10 +65,11 @@ def class_names(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def infer(model: nn.Module, image: np.ndarray, img_size: int = 640, conf_thres: float = 0.25,
-          iou_thres: float = 0.45) -> np.ndarray:
+          iou_thres: float = 0.45, *, classes: Sequence[int] | None = None, agnostic: bool = False) -> np.ndarray:
     """``(n, 6)`` detections ``(x1, y1, x2, y2, score, class)`` of an eval-mode ``model`` on a BGR
     uint8 ``image``, in the image's own pixels; the input follows the model's device, dtype and memory
-    format. ``img_size`` is rounded up to a multiple of the model's stride, as officially."""
+    format. ``img_size`` is rounded up to a multiple of the model's stride, as officially; ``classes``
+    and ``agnostic`` go to :func:`~yolov7lib.postprocess.non_max_suppression`."""
     weight = next(model.parameters())
     stride = int(max(model.head.strides))
     h0, w0 = image.shape[:2]
@@ -68,18 +79,21 @@ def infer(model: nn.Module, image: np.ndarray, img_size: int = 640, conf_thres: 
     x = x.to(weight.dtype).div(255)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    det = non_max_suppression(model(x)[0], conf_thres, iou_thres, multi_label=False)[0].cpu().numpy()
+    det = non_max_suppression(model(x)[0], conf_thres, iou_thres, multi_label=False, classes=classes,
+                              agnostic=agnostic)[0].cpu().numpy()
     det[:, :4] = scale_boxes(det[:, :4], (h0, w0), ((ratio, ratio), pad))
     return det
 
 
 def predict(model: nn.Module, image: np.ndarray, img_size: int = 640, conf_thres: float = 0.25,
-            iou_thres: float = 0.45, source: str = "", frame: int | None = None) -> Detections:
+            iou_thres: float = 0.45, source: str = "", frame: int | None = None, *,
+            classes: Sequence[int] | None = None, agnostic: bool = False) -> Detections:
     """The :class:`Detections` of an eval-mode ``model`` in a BGR uint8 ``image`` (or video frame)."""
-    det = infer(model, image, img_size, conf_thres, iou_thres)
+    det = infer(model, image, img_size, conf_thres, iou_thres, classes=classes, agnostic=agnostic)
     names = class_names(model)
     classes = det[:, 5].astype(np.int64)
-    return Detections(det[:, :4], det[:, 4], classes, tuple(names[c] for c in classes), source, frame)
+    return Detections(det[:, :4], det[:, 4], classes, tuple(names[c] for c in classes), source, frame,
+                      image.shape[:2])
 
 
 def read_source(files: Sequence[Path], on_error: Callable[[Path, Exception], None] | None = None
@@ -101,12 +115,14 @@ def read_source(files: Sequence[Path], on_error: Callable[[Path, Exception], Non
 
 def predict_source(model: nn.Module, source: str | Path | Sequence[str | Path], img_size: int = 640,
                    conf_thres: float = 0.25, iou_thres: float = 0.45,
-                   on_error: Callable[[Path, Exception], None] | None = None) -> Iterator[Detections]:
+                   on_error: Callable[[Path, Exception], None] | None = None, *,
+                   classes: Sequence[int] | None = None, agnostic: bool = False) -> Iterator[Detections]:
     """:func:`predict` on every image and video frame that ``source`` names (files, folders, list
     files, glob patterns such as ``clips/*.mp4``), in file order, lazily."""
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     for path, frame, image in read_source(image_files(sources, SOURCE_SUFFIXES), on_error):
-        yield predict(model, image, img_size, conf_thres, iou_thres, str(path), frame)
+        yield predict(model, image, img_size, conf_thres, iou_thres, str(path), frame, classes=classes,
+                      agnostic=agnostic)
 
 
 def annotate(image: np.ndarray, det: Detections) -> np.ndarray:

@@ -129,6 +129,44 @@ def test_detect_on_videos_through_a_glob(weights, model, images, tmp_path, suffi
         np.testing.assert_allclose([r["box_xyxy"] for r in line["detections"]], det.boxes.reshape(-1, 4), atol=0.01)
 
 
+def test_detect_saves_yolo_labels_of_the_classes_asked_for(weights, model, images, tmp_path):
+    """``--save-txt`` (``--save-conf``): a YOLO label file per image with detections, one line each,
+    normalised to the image, equal to the boxes of detections.json; ``--classes`` keeps only those
+    classes; ``--nosave`` writes no annotated copies; a video frame's labels are STEM_FRAME.txt."""
+    (tmp_path / "src").mkdir()
+    for image in images[:3]:
+        shutil.copy(image, tmp_path / "src" / image.name)
+    write_video(tmp_path / "src" / "clip.avi", images[:2])
+    found = [predict(model, load_rgb(i, bgr=True), 64, 0.0001) for i in images[:3]]
+    wanted = sorted({int(c) for det in found for c in det.classes})[:2]  # two classes that are found
+    out = tmp_path / "det"
+    assert cli(["detect", "--weights", weights, "--source", str(tmp_path / "src"), *DETECT, "--classes",
+                *map(str, wanted), "--save-txt", "--save-conf", "--nosave", "--out", str(out)]) == 0
+    assert not list(out.rglob("*.jpg")) and not list(out.rglob("*.avi"))  # --nosave
+    records = json.loads((out / "detections.json").read_text())
+    assert records and {r["class"] for r in records} <= set(wanted)
+    for image in images[:3]:
+        rows = [r for r in records if r["image"] == str(tmp_path / "src" / image.name)]
+        label = out / "labels" / f"{image.stem}.txt"
+        assert label.exists() == bool(rows)
+        if rows:
+            h, w = load_rgb(image).shape[:2]
+            lines = np.loadtxt(label, ndmin=2)
+            xyxy = np.array([r["box_xyxy"] for r in rows])
+            xywhn = np.c_[(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]] / [w, h, w, h]
+            assert lines[:, 0].tolist() == [r["class"] for r in rows]
+            np.testing.assert_allclose(lines[:, 1:5], xywhn, atol=1e-3)
+            np.testing.assert_allclose(lines[:, 5], [r["score"] for r in rows], atol=1e-5)
+    frames = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert sorted(p.name for p in (out / "labels").glob("clip_*.txt")) == [
+        f"clip_{f['frame']}.txt" for f in frames if f["detections"]]
+
+
+def test_detect_refuses_a_class_the_model_does_not_have(weights, tmp_path, capsys):
+    assert cli(["detect", "--weights", weights, "--source", str(tmp_path), "--classes", "8"]) == 2
+    assert "--classes 8:" in capsys.readouterr().err
+
+
 def test_a_glob_that_matches_nothing_is_one_line(weights, tmp_path, capsys):
     assert cli(["detect", "--weights", weights, "--source", str(tmp_path / "*.mp4")]) == 2
     assert capsys.readouterr().err.startswith("error: no file matches")

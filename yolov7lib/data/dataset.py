@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..boxes import xywhn_to_xyxy
+from ..boxes import xywhn_to_xyxy, xyxy_to_xywhn
 from ..hyp import P5, Hyp
 from . import augment as aug
 from .augment import PAD_VALUE, augment_hsv, cut_out, letterbox, mixup, paste_in, random_perspective
@@ -313,13 +313,8 @@ class DetectionDataset(Dataset):
         n = len(labels)
         out = np.zeros((n, 6), dtype=np.float32)
         if n:
-            ih, iw = img.shape[:2]
-            xyxy = labels[:, 1:5]
             out[:, 1] = labels[:, 0]
-            out[:, 2] = (xyxy[:, 0] + xyxy[:, 2]) / 2 / iw
-            out[:, 3] = (xyxy[:, 1] + xyxy[:, 3]) / 2 / ih
-            out[:, 4] = (xyxy[:, 2] - xyxy[:, 0]) / iw
-            out[:, 5] = (xyxy[:, 3] - xyxy[:, 1]) / ih
+            out[:, 2:] = xyxy_to_xywhn(labels[:, 1:5], img.shape[1], img.shape[0])
         if self.augment:
             if rng.random() < hyp.flipud:
                 img = img[::-1]
