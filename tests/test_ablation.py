@@ -141,7 +141,12 @@ def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypa
     with pipeline.TableRun(99, prof, tmp_path / "runs", data="data.yaml") as table:
         arm = pipeline.Arm("better", "yolov7-tiny")
         cfg = pipeline.train_config(prof, arm, 0, tmp_path, "data.yaml")
-        table._log_final(cfg, arm, 0, {"val/AP": 0.33}, reused=True)
+        table._log_final(cfg, arm, 0, {"val/AP": 0.33}, reused=True)  # no results.csv: the final metrics
+        trained = pipeline.train_config(prof, arm, 1, tmp_path, "data.yaml")  # with one: every epoch's
+        trained.save_dir.mkdir(parents=True)
+        for epoch in range(3):
+            Trainer._write_results(trained, epoch, {"train/loss": 1.0 / (epoch + 1), "val/AP": 0.1 * epoch})
+        table._log_final(trained, arm, 1, {"val/AP": 0.2}, reused=False)
         table.write(summary, tmp_path / "out" / "tableX", "Table X")
         parent = table.parent.run_id
     client = mlflow.MlflowClient()
@@ -150,4 +155,7 @@ def test_table_run_logs_the_table_and_final_metrics_to_mlflow(tmp_path, monkeypa
     assert client.get_run(parent).data.metrics["verdicts_paper_direction_significant"] == 1
     nested = client.search_runs([client.get_run(parent).info.experiment_id],
                                 f"tags.mlflow.parentRunId = '{parent}'")
-    assert [r.data.metrics["val_AP"] for r in nested] == [0.33]
+    assert sorted(r.data.metrics["val_AP"] for r in nested) == [0.2, 0.33]
+    curve = next(r for r in nested if r.data.metrics["val_AP"] == 0.2)
+    history = client.get_metric_history(curve.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3, rel=1e-5))]

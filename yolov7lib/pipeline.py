@@ -34,7 +34,7 @@ import yaml
 
 from .console import HelpFormatter, UserError, at_least, duration, run
 from .runtime import available_cores
-from .train import TrainConfig
+from .train import TrainConfig, read_results
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -336,13 +336,17 @@ class TableRun:
         return rows
 
     def _log_final(self, cfg: TrainConfig, arm: Arm, seed: int, metrics: dict[str, float], reused: bool) -> None:
-        """A nested run with the final metrics of a run trained earlier or in another process."""
+        """A nested run for a run trained earlier or in another process: its metrics per epoch (from
+        its ``results.csv``, else the final ones) and its curves."""
         from .tracking import Tracker
 
         run = Tracker(self.experiment, cfg.name, nested=True,
                       tags={"model": arm.model, "reused": str(reused).lower()})
         run.log_params({"label": arm.label, "seed": seed, "train": cfg})
-        run.log_metrics(metrics)
+        results = cfg.save_dir / "results.csv"
+        for epoch, row in read_results(results) if results.exists() else [(None, metrics)]:
+            run.log_metrics(row, step=epoch)
+        run.log_artifact(cfg.save_dir / "results.png")
         run.end()
 
     def write(self, summary, stem: str | os.PathLike, title: str, metrics: Sequence[str] = ("AP", "AP50", "AP75"),

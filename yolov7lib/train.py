@@ -532,18 +532,24 @@ CURVES = (("train/box", "box loss (CIoU)"), ("train/obj", "objectness loss"), ("
           ("val/AP75", "AP75"), ("val/AR100", "AR100"), ("epoch_seconds", "seconds per epoch"))
 
 
+def read_results(path: str | os.PathLike) -> list[tuple[int, dict[str, float]]]:
+    """The rows of a run's ``results.csv``: (epoch from 0, its metrics), without the empty cells of
+    epochs that were not validated."""
+    with open(path, newline="") as f:
+        return [(int(r.pop("epoch")), {k: float(v) for k, v in r.items() if v}) for r in csv.DictReader(f)]
+
+
 def results_figure(path: str | os.PathLike):
     """A run's curves from its ``results.csv``: the training losses, learning rates and epoch times per
     epoch, and the validation metrics at the epochs that were validated."""
     from matplotlib.figure import Figure
 
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    lrs = [k for k in (rows[0] if rows else {}) if k.startswith("lr") and k[2:].isdigit()]  # one per group
+    rows = read_results(path)
+    lrs = [k for k in (rows[0][1] if rows else {}) if k.startswith("lr") and k[2:].isdigit()]  # one per group
     fig = Figure(figsize=(16, 6), layout="constrained")
     for ax, (key, title) in zip(fig.subplots(2, 5, sharex=True).flat, CURVES):
         for column in lrs if key == "lr" else [key]:
-            points = [(int(r["epoch"]) + 1, float(r[column])) for r in rows if r.get(column)]
+            points = [(epoch + 1, m[column]) for epoch, m in rows if column in m]
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=3, label=column)
         if key == "lr" and ax.lines:
