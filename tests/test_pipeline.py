@@ -184,6 +184,9 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tiny_data, tmp_path, mon
     assert pipeline.finished_metrics(cfg) is None and pipeline.interrupted(cfg) == cfg.save_dir / "weights" / "last.pt"
     assert pipeline.interrupted(replace(cfg, epochs=3)) is None  # another schedule starts over
     assert pipeline.interrupted(cfg, available_cores() + 1) is None  # so do other thread counts
+    monkeypatch.setattr(pipeline, "cpu_kind", lambda: "another CPU (AVX2)")
+    assert pipeline.interrupted(cfg) is None  # and another kind of CPU
+    monkeypatch.undo()
     resumed, train_job = [], pipeline.train_job
     monkeypatch.setattr(pipeline, "train_job", lambda *a: resumed.append(a[3]) or train_job(*a))
     assert cut.run([arm]) == whole.run([arm]) and resumed == [cfg.save_dir / "weights" / "last.pt", None]

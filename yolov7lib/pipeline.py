@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from .console import HelpFormatter, UserError, at_least, duration, run
-from .runtime import available_cores
+from .runtime import available_cores, cpu_kind
 from .train import TrainConfig, read_results
 
 
@@ -163,10 +163,10 @@ def train_config(prof: dict, arm: Arm, seed: int, project: Path, data: str) -> T
                           "overrides": overrides})
 
 
-def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float], int | None] | None:
-    """The last epoch saved in ``cfg``'s folder by a run with ``cfg``'s settings, its metrics and the
-    threads it trained on (None: not recorded); None where there is no such run (none, another
-    setting, or an unreadable ``last.pt``)."""
+def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float], int | None, str | None] | None:
+    """The last epoch saved in ``cfg``'s folder by a run with ``cfg``'s settings, its metrics, and the
+    threads and kind of CPU it trained on (None: not recorded); None where there is no such run (none,
+    another setting, or an unreadable ``last.pt``)."""
     from .checkpoint import CheckpointError, load_checkpoint
 
     last = cfg.save_dir / "weights" / "last.pt"
@@ -179,7 +179,7 @@ def saved_epoch(cfg: TrainConfig) -> tuple[int, dict[str, float], int | None] | 
     stored = {**asdict(TrainConfig()), **(ckpt.get("train_config") or {})}
     if _settings(stored) != _settings(asdict(cfg)) or not isinstance(ckpt.get("epoch"), int):
         return None
-    return ckpt["epoch"], ckpt.get("metrics") or {}, ckpt.get("threads")
+    return ckpt["epoch"], ckpt.get("metrics") or {}, ckpt.get("threads"), ckpt.get("cpu")
 
 
 def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
@@ -190,12 +190,14 @@ def finished_metrics(cfg: TrainConfig) -> dict[str, float] | None:
 
 def interrupted(cfg: TrainConfig, threads: int | None = None) -> Path | None:
     """The ``last.pt`` to resume a run of ``cfg``'s settings that stopped before its last epoch, on
-    ``threads`` threads as before (None: any), else None. The resume is exact
+    ``threads`` threads as before (None: any) and the same kind of CPU, else None. The resume is exact
     (:meth:`yolov7lib.train.Trainer.resume`), so the run ends as if never stopped."""
     saved = saved_epoch(cfg)
     if not saved or saved[0] >= cfg.epochs - 1:
         return None
     if None not in (threads, saved[2]) and saved[2] != threads:  # not bit for bit: it starts over
+        return None
+    if saved[3] not in (None, cpu_kind()):  # nor on another kind of CPU
         return None
     return cfg.save_dir / "weights" / "last.pt"
 

@@ -103,13 +103,30 @@ def environment(device: torch.device | None = None) -> dict[str, str]:
     if device is None:
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     env = {"torch": torch.__version__, "python": platform.python_version(), "host": platform.node(),
-           "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads()),
-           "device": device.type}
+           "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "threads": str(torch.get_num_threads()), "device": device.type}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update(gpu=props.name, cuda=str(torch.version.cuda), cudnn=str(torch.backends.cudnn.version()),
                    driver=_driver())
     return env
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere what :mod:`platform` knows). With
+    the kernels' instruction set (``torch.backends.cpu.get_cpu_capability()``) it tells on which kind
+    of CPU a run was trained: CPU training is bit-exact on one kind only."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def cpu_kind() -> str:
+    """``model name (instruction set)``: runs on another kind of CPU round differently."""
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def _driver() -> str:

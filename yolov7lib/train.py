@@ -49,7 +49,7 @@ from .hyp import HYPS, Hyp, load_hyp
 from .loss import YOLOv7Loss
 from .models import VARIANTS, ModelConfig, build_model
 from .optim import accumulation, build_optimizer, linear, one_cycle, warmup, warmup_iterations
-from .runtime import EpochSampler, Processes, rng_state, select_device, set_rng_state, unwrap
+from .runtime import EpochSampler, Processes, cpu_kind, rng_state, select_device, set_rng_state, unwrap
 from .tracking import tracking_hooks
 
 FORMAT_VERSION = 1
@@ -354,6 +354,7 @@ class Trainer:
             "metrics": self.metrics,
             "trainer_version": FORMAT_VERSION,
             "threads": torch.get_num_threads(),  # a resume on as many threads goes on bit for bit
+            "cpu": cpu_kind(),  # and on the same kind of CPU
             "data_path": str(Path(self.cfg.data).resolve()),  # a resume from another folder finds the data
         }
 
@@ -380,10 +381,11 @@ class Trainer:
         self.epochs_saved = self.start_epoch
         self.metrics = ckpt.get("metrics", {})
         self._trim_results(ckpt["epoch"])
-        if ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-            warnings.warn(f"{path} trained on {ckpt['threads']} threads, this resume runs on "
-                          f"{torch.get_num_threads()}: it goes on, but not bit for bit as it would have "
-                          "(float sums in another order)", RuntimeWarning, stacklevel=2)
+        here = {"threads": torch.get_num_threads(), "cpu": cpu_kind()}
+        changed = [f"{key} {ckpt[key]} -> {value}" for key, value in here.items() if ckpt.get(key, value) != value]
+        if changed:
+            warnings.warn(f"{path} trained elsewhere ({', '.join(changed)}): the resume goes on, but not bit for "
+                          "bit as it would have (float sums in another order)", RuntimeWarning, stacklevel=2)
         if self.start_epoch >= self.cfg.epochs:
             warnings.warn(f"{path}: training already finished ({self.cfg.epochs} epochs)", stacklevel=2)
 

@@ -32,3 +32,19 @@ def test_available_cores_follow_the_affinity():
             "from yolov7lib.runtime import available_cores; print(available_cores())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
+
+
+def test_environment_names_the_kind_of_cpu():
+    """CPU training is bit-exact on one kind of CPU only: a run's environment names its model and the
+    instruction set PyTorch's kernels use."""
+    from pathlib import Path
+
+    from yolov7lib.runtime import environment
+
+    env = environment(torch.device("cpu"))
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["device"] == "cpu"
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                 if line.startswith("model name")]
+        assert env["cpu"] == (names[0] if names else env["cpu"]) and env["cpu"] not in ("", "x86_64")
