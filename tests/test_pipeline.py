@@ -213,6 +213,29 @@ def test_a_run_that_two_tables_share_trains_once(tiny_data, tmp_path, monkeypatc
     assert pipeline.share_finished(wider, tmp_path) is None and not wider.save_dir.exists()
 
 
+def test_a_table_names_the_kinds_of_cpu_its_runs_trained_on(tiny_data, tmp_path, capsys):
+    """Training is bit-exact on one kind of CPU only: a table's header names the kind of its runs, and
+    a table whose finished runs come from several kinds (copied from another machine) says so."""
+    import torch
+
+    from yolov7lib.runtime import cpu_kind
+
+    prof = {"name": "test", "seeds": [0], "train": {"img_size": 64, "batch_size": 4, "epochs": 1, "workers": 0,
+                                                    "hyp": "tiny", "warmup_min_iters": 2, "width": 0.125}}
+    arms = [pipeline.Arm("a", "yolov7-tiny"), pipeline.Arm("b", "yolov7-tiny", {"depth": 0.5})]
+    table = pipeline.TableRun(99, prof, tmp_path, str(tiny_data), tracking=False, jobs=1)
+    table.run(arms)
+    assert table.cpus == {cpu_kind(): 2} and pipeline.trained_on(table.cpus) == cpu_kind()
+    assert "kinds of CPU" not in capsys.readouterr().out
+    (_, _, cfg), _ = table.configs(arms)
+    last = cfg.save_dir / "weights" / "last.pt"
+    torch.save({**checkpoint.load_checkpoint(last), "cpu": "another CPU (AVX2)"}, last)  # trained elsewhere
+    table.run(arms)
+    assert table.cpus == {cpu_kind(): 1, "another CPU (AVX2)": 1}
+    assert "Table 99: its runs trained on 2 kinds of CPU" in capsys.readouterr().out
+    assert pipeline.trained_on(table.cpus).count(" (1 run)") == 2
+
+
 def test_a_tables_changes_keep_the_profiles_other_settings():
     prof = {"name": "p", "train": {"epochs": 4, "width": 0.5, "overrides": {"lr0": 0.002, "mosaic": 0.0}},
             "tables": {3: {"epochs": 8, "overrides": {"lr0": 0.004}}}}

@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
@@ -244,9 +245,18 @@ def describe(prof: dict) -> str:
             f"{len(prof.get('seeds', [0]))} paired seeds.")
 
 
+def trained_on(kinds: Counter) -> str:
+    """The kinds of CPU that a table's runs trained on, for its header: one name, or each with its
+    number of runs, the most first (``Counter`` of :func:`yolov7lib.runtime.cpu_kind` values)."""
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    return "; ".join(f"{kind} ({n} run{'' if n == 1 else 's'})" for kind, n in kinds.most_common())
+
+
 class TableRun:
     """One ablation table under a profile: :meth:`run` trains every arm for every seed (a finished run
-    is reused, an interrupted one resumes from its last epoch), :meth:`write` writes the table.
+    is reused, an interrupted one resumes from its last epoch), :meth:`write` writes the table, headed
+    by what was run and the kind of CPU it trained on (:attr:`cpus`).
 
     With tracking, one MLflow parent run holds a nested run per arm and seed (the training's own, or
     one with the final metrics of a reused run) and the table's CSV, markdown and figure::
@@ -264,6 +274,7 @@ class TableRun:
         self.experiment = f"yolov7lib-table{number}"
         self.tracking, self.parent = tracking, None
         self.jobs = jobs if jobs is not None else prof.get("jobs", 1)
+        self.cpus: Counter = Counter()  # the kinds of CPU the table's runs trained on (run)
 
     def __enter__(self) -> TableRun:
         if self.tracking:
@@ -328,6 +339,12 @@ class TableRun:
                 _report(k, len(todo), cfg, done[cfg.name], started)
             hooked = {cfg.name for _, _, cfg in todo}
         trained = {cfg.name for _, _, cfg in todo}
+        # training is bit-exact on one kind of CPU only: a table whose runs come from several kinds
+        # (finished runs copied from another machine) is no one machine's table, and says so
+        self.cpus = Counter((saved_epoch(cfg) or (None,) * 4)[3] or "an unrecorded CPU" for _, _, cfg in jobs)
+        if len(self.cpus) > 1:
+            print(f"{self.table}: its runs trained on {len(self.cpus)} kinds of CPU ({trained_on(self.cpus)}); "
+                  "training is bit-exact on one kind only, so no one machine gives these numbers", flush=True)
         rows = []
         for arm, seed, cfg in jobs:
             metrics = done[cfg.name]
@@ -357,7 +374,8 @@ class TableRun:
         to the parent run with the number of rows per verdict."""
         from .ablation import verdict_counts, write_table
 
-        paths = write_table(summary, stem, title, describe(self.prof), metrics, extra)
+        header = describe(self.prof) + (f" Trained on {trained_on(self.cpus)}." if self.cpus else "")
+        paths = write_table(summary, stem, title, header, metrics, extra)
         if self.parent:
             for path in paths:
                 self.parent.log_artifact(path, "table")
